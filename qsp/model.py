@@ -1,0 +1,239 @@
+"""Models as compositions of components with named states and named parameters.
+
+A :class:`Component` declares its states (:class:`State`), parameters (:class:`Param`, with unit,
+description and source) and two pure functions of ``(t, y, p, d)``, where ``y`` maps state names to
+values, ``p`` maps parameter names to values and ``d`` holds derived quantities:
+
+* ``derive(t, y, p, d) -> dict`` adds derived quantities (e.g. free drug from a binding equilibrium);
+  every component's ``derive`` runs, in order, before any ``rates``;
+* ``rates(t, y, p, d) -> dict`` returns contributions to ``dy/dt``; the model sums them per state.
+
+This is how one component's terms reach another's states (the target-mediated hook): PK disposition
+eliminates ``d["central_free"]`` when a binding component derives it (QE binding, only free drug is
+cleared linearly) and the central amount otherwise, and multiplies its clearance by
+``d["cl_factor"]`` when ADA derives one.
+
+A :class:`Model` fixes the state order (one flat array for the solver, never indexed by hand outside
+:meth:`Model.unpack`/:meth:`Model.pack`), the dose routes and the NONMEM compartment numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import jax.numpy as jnp
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Param:
+    """A model parameter: name, default value, unit, description, source (citation or "assumed: why")."""
+
+    name: str
+    value: float
+    unit: str
+    description: str
+    source: str = "assumed"
+    positive: bool = True  # False: non-negative (a lag may be 0)
+
+
+@dataclass(frozen=True)
+class State:
+    """A model state. ``initial`` is a number or the name of a parameter holding the initial value."""
+
+    name: str
+    unit: str
+    description: str
+    initial: float | str = 0.0
+
+
+@dataclass(frozen=True)
+class Output:
+    """A named model output with its unit."""
+
+    name: str
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True)
+class DoseRoute:
+    """Where a route delivers its dose and which parameters give its bioavailability and lag."""
+
+    state: str
+    f_param: str | None = None
+    lag_param: str | None = None
+
+
+class Component:
+    """Base class: a pure piece of a vector field over named states and parameters."""
+
+    name: str = "component"
+    states: tuple[State, ...] = ()
+    params: tuple[Param, ...] = ()
+    outputs: tuple[Output, ...] = ()
+
+    def derive(self, t, y: Mapping, p: Mapping, d: dict) -> dict:
+        return {}
+
+    def rates(self, t, y: Mapping, p: Mapping, d: Mapping) -> dict:
+        return {}
+
+    def initial(self, p: Mapping, y0: dict) -> dict:
+        """Initial values of this component's states (may use parameters and other initial values)."""
+        out = {}
+        for s in self.states:
+            out[s.name] = p[s.initial] if isinstance(s.initial, str) else jnp.asarray(s.initial, dtype=float)
+        return out
+
+    def output_values(self, t, y: Mapping, p: Mapping, d: Mapping) -> dict:
+        return {}
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A composed model.
+
+    Args:
+        name: model identifier (``pk-2cmt``).
+        components: ordered components; their states form the state vector in this order.
+        time_unit: ``"h"`` or ``"day"``: the unit of ``t`` and of every rate constant.
+        amount_unit: unit of dose amounts in the state (``"mg"`` or ``"nmol"``).
+        routes: route name -> :class:`DoseRoute`.
+        cmt: NONMEM compartment number -> (state name, route used for F/lag when dosed there).
+        mw_g_per_mol: molecular weight for molar conversion (None for mass-only models).
+    """
+
+    name: str
+    components: tuple[Component, ...]
+    time_unit: str = "day"
+    amount_unit: str = "mg"
+    routes: Mapping[str, DoseRoute] = field(default_factory=dict)
+    cmt: Mapping[int, tuple[str, str]] = field(default_factory=dict)
+    mw_g_per_mol: float | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        names = [s.name for c in self.components for s in c.states]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate state names in {self.name}: {names}")
+        pnames = [p.name for c in self.components for p in c.params]
+        if len(set(pnames)) != len(pnames):
+            dup = sorted({n for n in pnames if pnames.count(n) > 1})
+            raise ValueError(f"duplicate parameter names in {self.name}: {dup}")
+        for r, dr in self.routes.items():
+            if dr.state not in names:
+                raise ValueError(f"route {r} targets unknown state {dr.state}")
+
+    # --- names ------------------------------------------------------------------------------------
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(s.name for c in self.components for s in c.states)
+
+    @property
+    def state_info(self) -> dict[str, State]:
+        return {s.name: s for c in self.components for s in c.states}
+
+    @property
+    def param_info(self) -> dict[str, Param]:
+        return {p.name: p for c in self.components for p in c.params}
+
+    @property
+    def output_info(self) -> dict[str, Output]:
+        return {o.name: o for c in self.components for o in c.outputs}
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        return tuple(self.routes)
+
+    def state_index(self, name: str) -> int:
+        try:
+            return self.state_names.index(name)
+        except ValueError:
+            raise InputError(f"unknown state {name!r}; allowed: {', '.join(self.state_names)}", field="cmt") from None
+
+    # --- parameters ---------------------------------------------------------------------------------
+    def default_params(self) -> dict[str, float]:
+        return {n: float(p.value) for n, p in self.param_info.items()}
+
+    def params(self, overrides: Mapping[str, float] | None = None, **kw) -> dict[str, float]:
+        """Default parameters with overrides; unknown names or non-positive values raise InputError."""
+        out = self.default_params()
+        info = self.param_info
+        for k, v in {**(overrides or {}), **kw}.items():
+            if k not in info:
+                raise InputError(f"unknown parameter {k!r} for model {self.name}; allowed: {', '.join(info)}",
+                                 field="param")
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise InputError(f"parameter {k} must be a number, got {v!r}", field="param") from None
+            if info[k].positive and not v > 0:
+                raise InputError(f"parameter {k} must be positive, got {v}", field="param")
+            if not info[k].positive and not v >= 0:
+                raise InputError(f"parameter {k} must be non-negative, got {v}", field="param")
+            out[k] = v
+        return out
+
+    # --- state packing -------------------------------------------------------------------------
+    def unpack(self, y) -> dict:
+        return {n: y[..., i] for i, n in enumerate(self.state_names)}
+
+    def pack(self, ydict: Mapping) -> jnp.ndarray:
+        return jnp.stack([jnp.asarray(ydict[n], dtype=float) for n in self.state_names], axis=-1)
+
+    def initial_state(self, p: Mapping) -> jnp.ndarray:
+        y0: dict = {}
+        for c in self.components:
+            y0.update(c.initial(p, y0))
+        return self.pack(y0)
+
+    # --- the vector field ---------------------------------------------------------------------------
+    def derived(self, t, y: Mapping, p: Mapping) -> dict:
+        d: dict = {}
+        for c in self.components:
+            d.update(c.derive(t, y, p, d))
+        return d
+
+    def rhs_dict(self, t, y: Mapping, p: Mapping, inputs: Mapping | None = None) -> dict:
+        """``dy/dt`` as a dict; ``inputs`` adds zero-order input rates (infusions) per state."""
+        d = self.derived(t, y, p)
+        dy = {n: jnp.zeros_like(y[n]) for n in self.state_names}
+        for c in self.components:
+            for k, v in c.rates(t, y, p, d).items():
+                dy[k] = dy[k] + v
+        if inputs is not None:
+            for k, v in inputs.items():
+                dy[k] = dy[k] + v
+        return dy
+
+    def vector_field(self, t, y, args):
+        """Flat-array vector field for the solver: ``args = (params, input_rate_vector)``."""
+        p, rate = args
+        dy = self.rhs_dict(t, self.unpack(y), p)
+        return self.pack(dy) + rate
+
+    def outputs(self, t, y, p: Mapping) -> dict:
+        """All named outputs at state ``y`` (flat array)."""
+        yd = self.unpack(y)
+        d = self.derived(t, yd, p)
+        out = {}
+        for c in self.components:
+            out.update(c.output_values(t, yd, p, d))
+        return out
+
+    def check_complete(self) -> None:
+        """Every output and rate refers to known states (called by tests)."""
+        y = {n: jnp.asarray(1.0) for n in self.state_names}
+        p = {k: jnp.asarray(v) for k, v in self.default_params().items()}
+        dy = self.rhs_dict(0.0, y, p)
+        assert set(dy) == set(self.state_names)
+
+
+def compose(name: str, components: Sequence[Component], **kw) -> Model:
+    return Model(name=name, components=tuple(components), **kw)
+
+
+ParamFn = Callable[[Mapping], float]
