@@ -284,7 +284,7 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
         model.params({k: float(np.ravel(arr_over[k])[0])})  # name and sign validation
         if not np.all(np.isfinite(arr_over[k])):
             pass  # non-finite per-patient values are allowed: that patient is flagged by its status
-    batched = isinstance(regimen, (list, tuple)) or bool(arr_over) or ts.ndim == 2 or \
+    batched = _is_regimen_list(regimen) or bool(arr_over) or ts.ndim == 2 or \
         (isinstance(covariates, (list, tuple)))
     if not batched:
         ev = regimen if isinstance(regimen, EventArrays) else regimen_to_events(model, regimen, covariates)
@@ -294,7 +294,7 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
         return _result(model, ts, ys, outs, status, steps)
 
     n = _batch_size(regimen, arr_over, ts, covariates)
-    regs = list(regimen) if isinstance(regimen, (list, tuple)) else [regimen] * n
+    regs = list(regimen) if _is_regimen_list(regimen) else [regimen] * n
     covs = list(covariates) if isinstance(covariates, (list, tuple)) else [covariates] * n
     if len(regs) != n or len(covs) != n:
         raise InputError(f"batch sizes disagree: {len(regs)} regimens, {len(covs)} covariate sets, {n} patients",
@@ -310,9 +310,14 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
     return _result(model, ts, ys, outs, status, steps)
 
 
+def _is_regimen_list(regimen) -> bool:
+    """A list of per-patient regimens (EventArrays is a NamedTuple, i.e. a tuple, but one patient's events)."""
+    return isinstance(regimen, (list, tuple)) and not isinstance(regimen, EventArrays)
+
+
 def _batch_size(regimen, arr_over, ts, covariates) -> int:
     sizes = set()
-    if isinstance(regimen, (list, tuple)):
+    if _is_regimen_list(regimen):
         sizes.add(len(regimen))
     for k, v in arr_over.items():
         if v.ndim != 1:
