@@ -19,7 +19,7 @@ A :class:`Model` fixes the state order (one flat array for the solver, never ind
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import jax.numpy as jnp
@@ -114,6 +114,8 @@ class Model:
     cmt: Mapping[int, tuple[str, str]] = field(default_factory=dict)
     mw_g_per_mol: float | None = None
     description: str = ""
+    overrides: Mapping[str, float] = field(default_factory=dict)  # card values replacing component defaults
+    override_sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         names = [s.name for c in self.components for s in c.states]
@@ -138,7 +140,19 @@ class Model:
 
     @property
     def param_info(self) -> dict[str, Param]:
-        return {p.name: p for c in self.components for p in c.params}
+        info = {p.name: p for c in self.components for p in c.params}
+        for k, v in self.overrides.items():
+            info[k] = replace(info[k], value=float(v), source=self.override_sources.get(k, info[k].source))
+        return info
+
+    def with_defaults(self, values: Mapping[str, float], sources: Mapping[str, str] | None = None) -> "Model":
+        """A copy whose default parameter values (and sources) are replaced by ``values``."""
+        info = {p.name for c in self.components for p in c.params}
+        unknown = sorted(set(values) - info)
+        if unknown:
+            raise InputError(f"unknown parameter(s) {unknown} for model {self.name}", field="params")
+        srcs = {k: s for k, s in (sources or {}).items() if k in values and s}
+        return replace(self, overrides={**self.overrides, **values}, override_sources={**self.override_sources, **srcs})
 
     @property
     def output_info(self) -> dict[str, Output]:

@@ -1,0 +1,251 @@
+"""TCE binding: drug D with CD3 (R3) and the tumour-associated antigen (RT): dimers and the trimer.
+
+Species (concentrations in nM in the central reaction volume V1):
+``D`` free drug, ``DR3`` and ``DRT`` dimers, ``TRI`` = R3-D-RT trimer, and ``DS`` drug bound to the
+soluble (shed) target ``S`` (soluble BCMA; a sink, cleared at ``KDEG_STAA``).
+
+Thermodynamic cycle (Schropp et al. CPT:PSP 2019;8:177): the second arm binds in the cell-cell
+contact with an affinity enhanced by the dimensionless cross-linking factor ``CHI``,
+``KD_TAA' = KD_TAA / CHI`` and ``KD_CD3' = KD_CD3 / CHI``, so that
+``KD_CD3 * KD_TAA' = KD_TAA * KD_CD3'`` holds by construction. At equilibrium
+
+    DR3 = D' r3 / KD_CD3,  DRT = D' rT / KD_TAA,  TRI = CHI D' r3 rT / (KD_CD3 KD_TAA),  DS = S_tot D / (KD_STAA + D)
+
+where ``D' = KP D`` is the free drug at the cell-binding site (bone marrow / lymphoid tissue) and
+``KP`` its partition coefficient vs serum,
+
+with free receptors r3 = R3_tot - DR3 - TRI and rT = RT_tot - DRT - TRI.
+
+Quasi-equilibrium (QE) solve, exact and fast: for a given free drug D the receptor balances reduce to
+one quadratic in the trimer, ``c T^2 - (c (R3+RT) + a b) T + c R3 RT = 0`` with ``a = 1 + D/KD_CD3``,
+``b = 1 + D/KD_TAA``, ``c = CHI D/(KD_CD3 KD_TAA)``; its smaller root is taken in a cancellation-free
+form. The drug balance ``D + DR3 + DRT + TRI + DS = D_tot`` is then closed by Newton iterations in
+``log D`` (monotone in D), started from the exact solution with the soluble sink alone. This is the
+one-unknown reduction measured in DESIGN.md.
+
+Full mass-action kinetics (:class:`BindingFull`) carries DR3, DRT, TRI, DS as states with
+``kon``/``koff`` (stiff: use an implicit solver). QE holds when binding relaxes much faster than drug
+and receptors change: ``koff + kon*(D + R) >> max(KA, CL/V1, cell turnover)``. It stops holding for
+slow-dissociating high-affinity arms at low drug (TMDD onset), and during fast IV boluses before the
+arms have equilibrated (minutes).
+
+Receptor totals (nM) from cell densities: ``R_tot = cells_per_uL * receptors_per_cell * 1e15 / N_A``.
+Reports trimers per target cell and per T cell. Activation needs only tens of trimers per cell
+(Li et al. Clin Pharmacol Ther 2022: ~24 per target cell for epcoritamab).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ..model import Component, Output, Param, State
+
+AVOGADRO = 6.02214076e23
+NM_PER_CELL_RECEPTOR = 1e6 * 1e9 / AVOGADRO  # nM per (cell/uL * receptor/cell) = 1.66e-9
+N_NEWTON = 8
+
+
+def trimer_given_free(d, r3_tot, rt_tot, kd3, kdt, chi):
+    """Trimer and free receptors (nM) for a given free drug ``d`` (nM). Exact (quadratic)."""
+    a = 1.0 + d / kd3
+    b = 1.0 + d / kdt
+    c = chi * d / (kd3 * kdt)
+    bq = c * (r3_tot + rt_tot) + a * b
+    disc = jnp.maximum(bq * bq - 4.0 * c * c * r3_tot * rt_tot, 0.0)
+    tri = 2.0 * c * r3_tot * rt_tot / (bq + jnp.sqrt(disc))
+    r3 = (r3_tot - tri) / a
+    rt = (rt_tot - tri) / b
+    return tri, r3, rt
+
+
+def species_given_free(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0):
+    """All bound species for free serum drug ``d``: dict of nM concentrations.
+
+    Cell receptors see the free drug of the binding site, ``kp * d`` (partition coefficient KP).
+    """
+    ds = kp * d
+    tri, r3, rt = trimer_given_free(ds, r3_tot, rt_tot, kd3, kdt, chi)
+    return {"D": d, "DR3": ds * r3 / kd3, "DRT": ds * rt / kdt, "TRI": tri, "DS": s_tot * d / (kds + d),
+            "R3": r3, "RT": rt}
+
+
+def total_drug(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0):
+    s = species_given_free(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp)
+    return s["D"] + s["DR3"] + s["DRT"] + s["TRI"] + s["DS"]
+
+
+def solve_free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0, n_iter: int = N_NEWTON):
+    """Free drug (nM) with ``total_drug(D) = d_tot``: QE solve (Newton in log D, fixed iterations)."""
+    d_tot = jnp.maximum(d_tot, 1e-30)
+    # Start: exact solution with the soluble sink only: D^2 + (S + K - Dt) D - K Dt = 0.
+    bb = s_tot + kds - d_tot
+    d0 = 2.0 * kds * d_tot / (bb + jnp.sqrt(bb * bb + 4.0 * kds * d_tot))
+    u = jnp.log(jnp.maximum(d0, 1e-30))
+    log_dt = jnp.log(d_tot)
+
+    def g(u_):
+        return jnp.log(total_drug(jnp.exp(u_), r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp)) - log_dt
+
+    for _ in range(n_iter):
+        val, slope = jax.jvp(g, (u,), (jnp.ones_like(u),))
+        step = val / jnp.maximum(slope, 1e-12)
+        u = u - jnp.clip(step, -5.0, 5.0)
+    return jnp.minimum(jnp.exp(u), d_tot)
+
+
+def _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, src):
+    return (
+        Param("KD_CD3", kd3, "nM", "drug affinity for CD3 (monovalent KD)", src.get("KD_CD3", "assumed")),
+        Param("KD_TAA", kdt, "nM", "drug affinity for the tumour-associated antigen", src.get("KD_TAA", "assumed")),
+        Param("CHI", chi, "1", "cross-linking factor: affinity gain of the second arm in the cell-cell contact",
+              src.get("CHI", "assumed: calibrated so activation occurs near the in vitro EC50")),
+        Param("CD3_PER_TCELL", cd3, "1/cell", "CD3 receptors per T cell", src.get("CD3_PER_TCELL", "assumed")),
+        Param("TAA_PER_CELL", taa, "1/cell", "target receptors per target cell", src.get("TAA_PER_CELL", "assumed")),
+        Param("STAA0", s0, "nM", "soluble (shed) target in serum, a drug sink", src.get("STAA0", "assumed"),
+              positive=False),
+        Param("KD_STAA", kds, "nM", "drug affinity for the soluble target", src.get("KD_STAA", "assumed")),
+        Param("KP", kp, "1", "free-drug partition of the binding site (bone marrow / lymphoid tissue) vs serum",
+              src.get("KP", "assumed: mAb interstitial/plasma ratio ~0.1-0.5 (Betts et al. AAPS J 2019 use tumour "
+                            "interstitial exposure)")),
+        Param("KINT", kint, "1/day", "internalization of cell-bound drug (dimers, trimer)",
+              src.get("KINT", "assumed: typical receptor-mediated internalization ~0.1-1 /day")),
+        Param("KDEG_STAA", kdeg_s, "1/day", "elimination of soluble-target-bound drug",
+              src.get("KDEG_STAA", "assumed: turnover of sBCMA ~1 day (Gevertz teclistamab model)")),
+    )
+
+
+class _BindingBase(Component):
+    def __init__(self, *, t_states, target_states, kd3=28.0, kdt=0.2, chi=100.0, cd3=50_000.0, taa=5_000.0,
+                 s0=0.0, kds=0.2, kint=0.2, kdeg_s=1.0, kp=1.0, sources=None):
+        self.t_states = tuple(t_states)
+        self.target_states = tuple(target_states)
+        self.params = _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, sources or {})
+        self.outputs = (
+            Output("free_drug_nM", "nM", "free drug concentration"),
+            Output("trimer_nM", "nM", "trimer (CD3-drug-TAA) concentration"),
+            Output("trimers_per_target_cell", "1/cell", "trimers per target cell"),
+            Output("trimers_per_t_cell", "1/cell", "trimers per T cell"),
+            Output("cd3_occupancy", "1", "fraction of CD3 bound by drug (dimer + trimer)"),
+            Output("taa_occupancy", "1", "fraction of target receptors bound by drug (dimer + trimer)"),
+        )
+
+    def receptor_totals(self, y, p):
+        t_cells = sum(y[s] for s in self.t_states)
+        tgt_cells = sum(y[s] for s in self.target_states)
+        r3 = t_cells * p["CD3_PER_TCELL"] * NM_PER_CELL_RECEPTOR
+        rt = tgt_cells * p["TAA_PER_CELL"] * NM_PER_CELL_RECEPTOR
+        return t_cells, tgt_cells, r3, rt
+
+    def _cell_outputs(self, d):
+        tri = d["trimer_nM"]
+        t_cells, tgt_cells, r3, rt = d["t_cells_total"], d["target_cells_total"], d["R3_tot"], d["RT_tot"]
+        per = 1.0 / NM_PER_CELL_RECEPTOR
+        return {
+            "free_drug_nM": d["free_drug_nM"], "trimer_nM": tri,
+            "trimers_per_target_cell": tri * per / jnp.maximum(tgt_cells, 1e-12),
+            "trimers_per_t_cell": tri * per / jnp.maximum(t_cells, 1e-12),
+            "cd3_occupancy": (d["DR3"] + tri) / jnp.maximum(r3, 1e-30),
+            "taa_occupancy": (d["DRT"] + tri) / jnp.maximum(rt, 1e-30),
+        }
+
+    def output_values(self, t, y, p, d):
+        return self._cell_outputs(d)
+
+
+class BindingQE(_BindingBase):
+    """Quasi-equilibrium binding: the central state is total drug; free drug and complexes are algebraic.
+
+    Derives ``central_free`` (free amount, nmol: the PK hook), ``free_drug_nM``, ``trimer_nM``,
+    ``trimers_per_t_cell`` and ``trimers_per_target_cell``. Rates: internalization of cell-bound drug
+    (``KINT * (DR3 + DRT + TRI) * V1``) and elimination of soluble-target complexes
+    (``KDEG_STAA * DS * V1``) from the central amount.
+    """
+
+    name = "binding_qe"
+    states = ()
+
+    def __init__(self, *, v1_name="V1", **kw):
+        super().__init__(**kw)
+        self.v1_name = v1_name
+
+    def derive(self, t, y, p, d):
+        v1 = p[self.v1_name]
+        t_cells, tgt_cells, r3, rt = self.receptor_totals(y, p)
+        d_tot = y["central"] / v1
+        args = (r3, rt, p["STAA0"], p["KD_CD3"], p["KD_TAA"], p["KD_STAA"], p["CHI"], p["KP"])
+        free = solve_free_drug(d_tot, *args)
+        sp = species_given_free(free, *args)
+        return {"central_free": free * v1, "free_drug_nM": free, "total_drug_nM": d_tot, "trimer_nM": sp["TRI"], "DR3": sp["DR3"],
+                "DRT": sp["DRT"], "DS": sp["DS"], "R3_tot": r3, "RT_tot": rt, "t_cells_total": t_cells,
+                "target_cells_total": tgt_cells, **self._per_cell(sp["TRI"], t_cells, tgt_cells)}
+
+    @staticmethod
+    def _per_cell(tri, t_cells, tgt_cells):
+        per = 1.0 / NM_PER_CELL_RECEPTOR
+        return {"tpt": tri * per / jnp.maximum(t_cells, 1e-12), "tpc": tri * per / jnp.maximum(tgt_cells, 1e-12)}
+
+    def rates(self, t, y, p, d):
+        v1 = p[self.v1_name]
+        loss = p["KINT"] * (d["DR3"] + d["DRT"] + d["trimer_nM"]) + p["KDEG_STAA"] * d["DS"]
+        return {"central": -loss * v1}
+
+
+class BindingFull(_BindingBase):
+    """Full mass-action binding with explicit complexes (stiff; use ``solver="kvaerno5"``).
+
+    The central state is then *free* drug (nmol); complexes are states in nM:
+
+        dDR3/dt = kon3 KP D r3 - koff3 DR3 - CHI konT DR3 rT + koffT TRI - KINT DR3
+        dDRT/dt = konT KP D rT - koffT DRT - CHI kon3 DRT r3 + koff3 TRI - KINT DRT
+        dTRI/dt = CHI konT DR3 rT - koffT TRI + CHI kon3 DRT r3 - koff3 TRI - KINT TRI
+        dDS/dt  = konS D s - koffS DS - KDEG_STAA DS
+        dA_c/dt += V1 (-kon3 KP D r3 + koff3 DR3 - konT KP D rT + koffT DRT - konS D s + koffS DS)
+
+    with ``koff = kon * KD``; at equilibrium these reproduce the QE relations exactly.
+    """
+
+    name = "binding_full"
+
+    def __init__(self, *, v1_name="V1", kon3=10.0, kont=10.0, kons=10.0, **kw):
+        super().__init__(**kw)
+        self.v1_name = v1_name
+        self.states = (State("DR3", "nM", "drug-CD3 dimer"), State("DRT", "nM", "drug-target dimer"),
+                       State("TRI", "nM", "CD3-drug-target trimer"), State("DS", "nM", "drug-soluble target complex"))
+        self.params = self.params + (
+            Param("KON_CD3", kon3, "1/(nM*day)", "association rate constant to CD3", "assumed"),
+            Param("KON_TAA", kont, "1/(nM*day)", "association rate constant to the target", "assumed"),
+            Param("KON_STAA", kons, "1/(nM*day)", "association rate constant to the soluble target", "assumed"),
+        )
+
+    def derive(self, t, y, p, d):
+        v1 = p[self.v1_name]
+        t_cells, tgt_cells, r3_tot, rt_tot = self.receptor_totals(y, p)
+        free = y["central"] / v1
+        total = free + y["DR3"] + y["DRT"] + y["TRI"] + y["DS"]
+        return {"free_drug_nM": free, "total_drug_nM": total, "trimer_nM": y["TRI"], "DR3": y["DR3"], "DRT": y["DRT"], "DS": y["DS"],
+                "R3_tot": r3_tot, "RT_tot": rt_tot, "t_cells_total": t_cells, "target_cells_total": tgt_cells,
+                **BindingQE._per_cell(y["TRI"], t_cells, tgt_cells)}
+
+    def rates(self, t, y, p, d):
+        v1 = p[self.v1_name]
+        dd = d["free_drug_nM"]
+        r3 = d["R3_tot"] - y["DR3"] - y["TRI"]
+        rt = d["RT_tot"] - y["DRT"] - y["TRI"]
+        s = p["STAA0"] - y["DS"]
+        kon3, kont, kons = p["KON_CD3"], p["KON_TAA"], p["KON_STAA"]
+        koff3, kofft, koffs = kon3 * p["KD_CD3"], kont * p["KD_TAA"], kons * p["KD_STAA"]
+        chi, kint = p["CHI"], p["KINT"]
+        dsite = p["KP"] * dd
+        b3 = kon3 * dsite * r3 - koff3 * y["DR3"]
+        bt = kont * dsite * rt - kofft * y["DRT"]
+        bs = kons * dd * s - koffs * y["DS"]
+        t_from_3 = chi * kont * y["DR3"] * rt - kofft * y["TRI"]
+        t_from_t = chi * kon3 * y["DRT"] * r3 - koff3 * y["TRI"]
+        return {
+            "DR3": b3 - t_from_3 - kint * y["DR3"],
+            "DRT": bt - t_from_t - kint * y["DRT"],
+            "TRI": t_from_3 + t_from_t - kint * y["TRI"],
+            "DS": bs - p["KDEG_STAA"] * y["DS"],
+            "central": v1 * (-b3 - bt - bs),
+        }

@@ -1,0 +1,94 @@
+"""The mechanistic TCE model: SC/IV PK + trimer binding + T cells + targets + IL-6 + ADA.
+
+Time unit: day. Amount unit: nmol (doses in mg, mg/kg, ug/m2, ug/day are converted with the drug's
+molecular weight). Concentration outputs: ``conc_ug_per_ml`` (total drug, ``nM * MW * 1e-6``),
+``il6_pg_per_ml``, ``blood_t_cells_per_ul``, trimers per cell, activated T fraction, target cells,
+ADA titre.
+
+Routes: ``SC`` (depot: KA, F, ALAG), ``IP`` (same depot, with the card's intraperitoneal KA/F),
+``IV_bolus``, ``IV_infusion``, ``IV_continuous`` (central), ``premed_dex`` (dexamethasone, mg, into
+the DEX state). NONMEM CMT numbers: 1 = depot, 2 = central.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from .components.ada import ADA
+from .components.binding import BindingFull, BindingQE
+from .components.cytokines import Cytokines
+from .components.pk import Depot, LinearDisposition
+from .components.targets import TARGET_STATES, TargetCells
+from .components.tcells import T_STATES, TCells
+from .errors import InputError
+from .model import Component, DoseRoute, Model, Output, Param
+
+BINDING_FORMS = ("qe", "full")
+
+
+class DrugOutputs(Component):
+    """Total drug concentration in ug/mL: ``conc = total_nM * MW[g/mol] * 1e-6``."""
+
+    name = "drug_outputs"
+    states = ()
+
+    def __init__(self, mw_g_per_mol: float, source: str = "data/drugs.csv"):
+        self.params = (Param("MW", mw_g_per_mol, "g/mol", "molecular weight", source),)
+        self.outputs = (Output("conc_ug_per_ml", "ug/mL", "total drug concentration in serum"),
+                        Output("conc_nM", "nM", "total drug concentration in serum"))
+
+    def output_values(self, t, y, p, d):
+        return {"conc_ug_per_ml": d["total_drug_nM"] * p["MW"] * 1e-6, "conc_nM": d["total_drug_nM"]}
+
+
+def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: float, pk: str = "2cmt",
+                    time_varying_cl: bool = True, binding: str = "qe", il6_state: bool = False,
+                    sources: Mapping[str, str] | None = None, description: str = "") -> Model:
+    """Compose the TCE model; ``values`` override component defaults (drug-specific parameters).
+
+    Args:
+        binding: ``"qe"`` (quasi-equilibrium, explicit solvers, fast) or ``"full"`` (mass action; stiff,
+            use ``solver="kvaerno5"``).
+        il6_state: keep IL-6 as an ODE state instead of its quasi-steady state.
+    """
+    if binding not in BINDING_FORMS:
+        raise InputError(f"unknown binding form {binding!r}; allowed: {', '.join(BINDING_FORMS)}", field="binding")
+    if pk not in ("1cmt", "2cmt"):
+        raise InputError(f"unknown pk structure {pk!r}; allowed: 1cmt, 2cmt", field="pk")
+    src = dict(sources or {})
+    v = dict(values)
+    n_cmt = 1 if pk == "1cmt" else 2
+    v1_name = "V" if n_cmt == 1 else "V1"
+    comps: list[Component] = [
+        Depot("depot", ka=v.get("KA", 0.3), f=v.get("F", 0.7), time_unit="day", sources={"ka": src.get("KA"),
+                                                                                       "f": src.get("F")}),
+        LinearDisposition(n_cmt, cl=v.get("CL", 0.5), v1=v.get("V1", 4.0), q=v.get("Q", 0.5), v2=v.get("V2", 3.0),
+                          time_varying=time_varying_cl, clss=v.get("CLSS"), kcl=v.get("KCL", 0.0), time_unit="day",
+                          amount_unit="nmol", sources=src),
+    ]
+    bkw = dict(t_states=T_STATES, target_states=TARGET_STATES, kd3=v.get("KD_CD3", 28.0), kdt=v.get("KD_TAA", 1.0),
+               chi=v.get("CHI", 3.0), cd3=v.get("CD3_PER_TCELL", 50_000.0), taa=v.get("TAA_PER_CELL", 5_000.0),
+               s0=v.get("STAA0", 0.0), kds=v.get("KD_STAA", v.get("KD_TAA", 1.0)), kint=v.get("KINT", 0.2),
+               kdeg_s=v.get("KDEG_STAA", 1.0), kp=v.get("KP", 0.2), sources=src, v1_name=v1_name)
+    comps.append(BindingQE(**bkw) if binding == "qe" else BindingFull(**bkw))
+    comps += [
+        TCells(t0=v.get("T0", 550.0), sources=src),
+        TargetCells(tumour0=v.get("TUMOR0", 500.0), normal0=v.get("NORMAL0", 100.0), kgrow=v.get("KGROW", 0.005),
+                    sources=src),
+        Cytokines(il6_state=il6_state),
+        ADA(prob=v.get("ADA_PROB", 0.03), onset=v.get("ADA_ONSET", 28.0), sources=src),
+        DrugOutputs(mw_g_per_mol, src.get("MW", "data/drugs.csv")),
+    ]
+    routes = {"SC": DoseRoute("depot", "F", "ALAG"), "IP": DoseRoute("depot", "F", "ALAG"),
+              "IV_bolus": DoseRoute("central"), "IV_infusion": DoseRoute("central"),
+              "IV_continuous": DoseRoute("central"), "premed_dex": DoseRoute("DEX")}
+    model = Model(name=name, components=tuple(comps), time_unit="day", amount_unit="nmol", routes=routes,
+                  cmt={1: ("depot", "SC"), 2: ("central", "IV_bolus")}, mw_g_per_mol=mw_g_per_mol,
+                  description=description)
+    # Remaining overrides (class-default PD parameters named in the card) become the defaults.
+    info = model.param_info
+    unknown = sorted(k for k in v if k not in info)
+    if unknown:
+        raise InputError(f"unknown parameter(s) {unknown} for the TCE model; allowed: {', '.join(info)}",
+                         field="params")
+    return model.with_defaults(v, src)
