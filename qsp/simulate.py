@@ -101,8 +101,9 @@ def solve_events(model: Model, cfg: SolverConfig, params: Mapping, ev: EventArra
     f_route, lag_route = _route_vectors(model, p)
     big = jnp.inf
 
-    # Jumps and infusion boundaries, with lags and bioavailability applied.
-    jt = jnp.where(ev.jump_mask, ev.jump_time + lag_route[ev.jump_route], big)
+    # Jumps and infusion boundaries, with lags and bioavailability applied. A reset happens at its record
+    # time (NONMEM EVID 3/4): the route lag delays the dose that comes with it, not the reset.
+    jt = jnp.where(ev.jump_mask, ev.jump_time + jnp.where(ev.jump_reset, 0.0, lag_route[ev.jump_route]), big)
     jamt = jnp.where(ev.jump_mask, ev.jump_amount * f_route[ev.jump_route], 0.0)
     i0 = jnp.where(ev.inf_mask, ev.inf_start + lag_route[ev.inf_route], big)
     i1 = jnp.where(ev.inf_mask, i0 + ev.inf_duration, big)
@@ -280,10 +281,11 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
     scalar_over = {k: v for k, v in params.items() if np.ndim(v) == 0}
     base = model.params(scalar_over)
     arr_over = {k: np.asarray(v, dtype=float) for k, v in params.items() if np.ndim(v) > 0}
-    for k in arr_over:
-        model.params({k: float(np.ravel(arr_over[k])[0])})  # name and sign validation
-        if not np.all(np.isfinite(arr_over[k])):
-            pass  # non-finite per-patient values are allowed: that patient is flagged by its status
+    for k, v in arr_over.items():
+        # Name and sign validation of every patient's finite value (the smallest is the one that can violate
+        # the sign). Non-finite per-patient values are allowed: that patient is flagged by its status.
+        finite = v[np.isfinite(v)]
+        model.params({k: float(finite.min()) if finite.size else 1.0})
     batched = _is_regimen_list(regimen) or bool(arr_over) or ts.ndim == 2 or \
         (isinstance(covariates, (list, tuple)))
     if not batched:

@@ -11,11 +11,10 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import closed_forms as cf
-from engine_models import CF1, CF2, M1, M1_DAY, M2, M2_TV, P1, P2, P2_TV, SOLVER_NAMES, TIGHT
-from qsp import Dose, Regimen, regimen_to_events, simulate
+from engine_models import CF1, CF2, M1, M1_DAY, M2, M2_TV, P1, P2, P2_TV, SOLVER_NAMES, T1, TIGHT, run
+from qsp import Dose, Regimen, simulate
 
 RTOL_CHECK = 1e-6
-T1 = np.linspace(0.0, 72.0, 145)  # every 0.5 h; includes every dose, lag and infusion boundary used below
 
 
 def assert_matches(sim, ref, rtol=RTOL_CHECK, floor=0.0):
@@ -30,25 +29,6 @@ def assert_matches(sim, ref, rtol=RTOL_CHECK, floor=0.0):
     worst = int(np.argmax(rel))
     assert rel.max() <= rtol, f"max relative error {rel.max():.3g} at t-index {np.flatnonzero(nz)[worst]}"
     assert np.all(np.abs(sim[~nz] - ref[~nz]) <= 1e-12), "absolute error above 1e-12 where |ref| <= floor"
-
-
-def run(model, reg, params, times=T1, solver="tsit5", times_left=None, pad=True):
-    """Simulate at the tight tolerances. With ``pad`` the regimen is compiled to event arrays padded to fixed
-    lengths and short output grids are padded (by repeating the last time) to 8 entries, so that the tests
-    share a few compiled shapes (jit retraces per shape); the padded outputs are cut off again."""
-    times = np.asarray(times, dtype=float)
-    n = times.shape[0]
-    if pad:
-        reg = regimen_to_events(model, reg, pad_jumps=16, pad_infusions=8)
-        if n < 8:
-            times = np.concatenate([times, np.full(8 - n, times[-1])])
-            if times_left is not None:
-                times_left = np.concatenate([times_left, np.zeros(8 - n, bool)])
-    res = simulate(model, reg, times, params, solver=solver, times_left=times_left, **TIGHT)
-    assert int(res.status) == 0
-    res.outputs = {k: v[:n] for k, v in res.outputs.items()}
-    res.states = {k: v[:n] for k, v in res.states.items()}
-    return res
 
 
 solvers = pytest.mark.parametrize("solver", SOLVER_NAMES)
