@@ -12,6 +12,7 @@ Routes
 ``IV_continuous`` continuous IV infusion; the dose is a rate (``ug/day``) over ``duration``
 ``SC``            subcutaneous injection into the absorption depot (bioavailability F, lag)
 ``IP``            intraperitoneal injection into the peritoneal depot (where a model has one)
+``premed_dex``    dexamethasone premedication (mg) into the TCE model's DEX state
 
 Bioavailability and lag belong to the route and are model parameters (e.g. ``F`` and ``ALAG`` for SC);
 see :class:`qsp.model.DoseRoute`.
@@ -26,12 +27,13 @@ from typing import Iterable, Sequence
 from .errors import InputError
 from .units import Covariates, convert_dose, is_rate_unit, normalize_unit
 
-ROUTES = ("IV_bolus", "IV_infusion", "IV_continuous", "SC", "IP")
+ROUTES = ("IV_bolus", "IV_infusion", "IV_continuous", "SC", "IP", "premed_dex")
 INFUSION_ROUTES = ("IV_infusion", "IV_continuous")
 TIME_UNITS = {"h": 1.0 / 24.0, "day": 1.0}  # value: days per unit
 _ROUTE_ALIASES = {"iv": "IV_bolus", "iv_bolus": "IV_bolus", "bolus": "IV_bolus", "iv_infusion": "IV_infusion",
                   "infusion": "IV_infusion", "iv_continuous": "IV_continuous", "civ": "IV_continuous",
-                  "sc": "SC", "subcutaneous": "SC", "ip": "IP", "intraperitoneal": "IP"}
+                  "sc": "SC", "subcutaneous": "SC", "ip": "IP", "intraperitoneal": "IP", "premed_dex": "premed_dex",
+                  "dexamethasone": "premed_dex"}
 
 
 def normalize_route(route: str, *, row: int | None = None, field_name: str = "route") -> str:

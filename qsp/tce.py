@@ -62,7 +62,7 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
     comps: list[Component] = [
         Depot("depot", ka=v.get("KA", 0.3), f=v.get("F", 0.7), time_unit="day", sources={"ka": src.get("KA"),
                                                                                        "f": src.get("F")}),
-        LinearDisposition(n_cmt, cl=v.get("CL", 0.5), v1=v.get("V1", 4.0), q=v.get("Q", 0.5), v2=v.get("V2", 3.0),
+        LinearDisposition(n_cmt, cl=v.get("CL", 0.5), v1=v.get(v1_name, 4.0), q=v.get("Q", 0.5), v2=v.get("V2", 3.0),
                           time_varying=time_varying_cl, clss=v.get("CLSS"), kcl=v.get("KCL", 0.0), time_unit="day",
                           amount_unit="nmol", sources=src),
     ]
