@@ -21,6 +21,7 @@ see :class:`qsp.model.DoseRoute`.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
@@ -56,7 +57,8 @@ def time_factor(src: str, dst: str) -> float:
 
 
 def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    # numbers.Real also admits numpy scalars (np.int64 is not an int subclass), e.g. times from np.arange
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,9 @@ class Dose:
             raise InputError(f"a rate unit ({self.unit}) needs route IV_continuous, got {self.route}", field="unit")
         if not _finite(self.ii) or self.ii < 0:
             raise InputError(f"II must be a non-negative number, got {self.ii!r}", field="ii")
-        if not isinstance(self.addl, int) or isinstance(self.addl, bool) or self.addl < 0:
+        if not isinstance(self.addl, numbers.Integral) or isinstance(self.addl, bool) or self.addl < 0:
             raise InputError(f"ADDL must be a non-negative integer, got {self.addl!r}", field="addl")
+        object.__setattr__(self, "addl", int(self.addl))
         if self.addl > 0 and self.ii <= 0:
             raise InputError("ADDL > 0 needs a positive II (interdose interval)", field="addl")
         if self.duration is not None and self.addl > 0 and self.duration > self.ii:

@@ -27,6 +27,7 @@ the DuBois & DuBois formula (Arch Intern Med 1916;17:863),
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -88,7 +89,8 @@ class Covariates:
     def __post_init__(self):
         for name in ("weight_kg", "height_cm", "bsa_m2"):
             v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                                       and v > 0):
                 raise InputError(f"must be a positive number, got {v!r}", field=name)
         if self.bsa_formula not in BSA_FORMULAS:
             raise InputError(f"unknown BSA formula {self.bsa_formula!r}; allowed: {', '.join(BSA_FORMULAS)}",
