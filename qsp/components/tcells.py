@@ -39,7 +39,7 @@ class TCells(Component):
 
     def __init__(self, *, t0=550.0, sources=None, **overrides):
         src = sources or {}
-        v = dict(KACT=0.7, TPT50=20.0, HILL=1.5, KDEACT=1.0, GAIN_DES=0.03, KREC=0.04, KPROLIF=0.35, TMAX_FOLD=4.0,
+        v = dict(KACT=8.0, TPT50=40.0, HILL=1.5, KDEACT=3.0, GAIN_DES=0.03, KREC=0.04, KPROLIF=0.35, TMAX_FOLD=4.0,
                  KAICD=0.15, KHOMEO=0.05, KMARG=8.0, KRET=0.5)
         v.update(overrides)
         self.states = (
