@@ -37,7 +37,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -278,7 +278,7 @@ def _sig12(x: float) -> float:
 
 
 def _cell(x) -> str:
-    if x is None or x == "":
+    if _blank(x):
         return ""
     if isinstance(x, float):
         return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)

@@ -1,0 +1,226 @@
+"""Plain regimen tables and the label regimen library (data/regimens.csv)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qsp import Dose, InputError, Regimen
+from qsp.errors import InputErrors
+from qsp.io import label_regimens, load_label_regimen, read_regimen_csv, regimen_to_table, write_regimen_csv
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "regimens.csv"
+
+
+def read(text: str, **kw) -> Regimen:
+    return read_regimen_csv(io.StringIO(text), **kw)
+
+
+PLAIN = """\
+day,dose,unit,route,infusion_h,repeat_every_days,repeat_until_day,label
+1,0.06,mg/kg,SC,,,,step-up 1
+4,0.3,mg/kg,sc,,,,step-up 2
+8,10,mg,IV,4,,,infusion
+9,5,mg,IV,,,,bolus
+15,28,ug/day,IV_continuous,504,42,99,cycles
+22,48,mg,SC,,7,50,weekly
+30,20,ug,IP,,,,peritoneal
+"""
+
+
+def test_read_plain_regimen():
+    reg = read(PLAIN)
+    assert reg.time_unit == "day"
+    assert reg.doses == (
+        Dose(0.0, 0.06, "mg/kg", "SC", label="step-up 1"),
+        Dose(3.0, 0.3, "mg/kg", "SC", label="step-up 2"),
+        Dose(7.0, 10.0, "mg", "IV_infusion", duration=4 / 24, label="infusion"),
+        Dose(8.0, 5.0, "mg", "IV_bolus", label="bolus"),
+        Dose(14.0, 28.0, "ug/day", "IV_continuous", duration=21.0, ii=42.0, addl=2, label="cycles"),
+        Dose(21.0, 48.0, "mg", "SC", ii=7.0, addl=4, label="weekly"),  # days 22, 29, 36, 43, 50
+        Dose(29.0, 20.0, "ug", "IP", label="peritoneal"),
+    )
+
+
+def test_minimal_columns_note_alias_and_horizon():
+    reg = read("day,dose,unit,route,repeat_every_days,note\n1,1,mg,SC,,first\n8,2,mg,SC,7,weekly\n", until_day=28)
+    assert reg.doses[1] == Dose(7.0, 2.0, "mg", "SC", ii=7.0, addl=2, label="weekly")  # days 8, 15, 22
+    assert reg.doses[0].label == "first"
+    assert read("day,dose,unit,route\n2,1,mg,SC\n").doses[0].time == 1.0
+
+
+def test_day_zero_origin():
+    reg = read("day,dose,unit,route\n0,10,ug,IP\n3,20,ug,IP\n")
+    assert [d.time for d in reg.doses] == [0.0, 3.0]
+    assert [d.time for d in read("day,dose,unit,route\n5,1,mg,SC\n", day_origin=5).doses] == [0.0]
+
+
+def test_round_trip(tmp_path):
+    first = read(PLAIN)
+    text = write_regimen_csv(first)
+    assert text.splitlines()[0] == "day,dose,unit,route,infusion_h,repeat_every_days,repeat_until_day,label"
+    assert read(text) == first
+    p = tmp_path / "r.csv"
+    write_regimen_csv(first, p)
+    assert read_regimen_csv(p) == first
+    # a regimen written from hours
+    h = Regimen((Dose(12.0, 3.0, "mg", "IV_infusion", duration=0.5),), time_unit="h")
+    back = read(write_regimen_csv(h))
+    assert back.doses[0].time == 0.5 and back.doses[0].duration == pytest.approx(0.5 / 24)
+
+
+def test_writer_rejects_what_the_table_cannot_hold():
+    with pytest.raises(InputError, match="resets"):
+        regimen_to_table(Regimen((Dose(0.0, 1.0, reset=True),)))
+    with pytest.raises(InputError, match="explicit compartments"):
+        regimen_to_table(Regimen((Dose(0.0, 1.0, cmt="depot"),)))
+
+
+# --------------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------------
+HDR = "day,dose,unit,route,infusion_h,repeat_every_days,repeat_until_day,label\n"
+OK = "1,1,mg,SC,,,,\n"
+
+ROW_ERRORS = [
+    ("x,1,mg,SC,,,,\n", "day", "not a number"),
+    (",1,mg,SC,,,,\n", "day", "required"),
+    ("-2,1,mg,SC,,,,\n", "day", "non-negative"),
+    ("nan,1,mg,SC,,,,\n", "day", "finite"),
+    ("1,-1,mg,SC,,,,\n", "dose", "positive"),
+    ("1,0,mg,SC,,,,\n", "dose", "positive"),
+    ("1,nan,mg,SC,,,,\n", "dose", "finite"),
+    ("1,lots,mg,SC,,,,\n", "dose", "not a number"),
+    ("1,,mg,SC,,,,\n", "dose", "required"),
+    ("1,1,grain,SC,,,,\n", "unit", "unknown dose unit"),
+    ("1,1,,SC,,,,\n", "unit", "required"),
+    ("1,1,ug/day,IV,4,,,\n", "unit", "IV_continuous"),
+    ("1,1,mg,oral,,,,\n", "route", "unknown route 'oral'"),
+    ("1,1,mg,,,,,\n", "route", "required"),
+    ("1,1,ug/day,IV_continuous,,,,\n", "infusion_h", "needs infusion_h"),
+    ("1,1,mg,IV_infusion,,,,\n", "infusion_h", "needs infusion_h"),
+    ("1,1,mg,SC,2,,,\n", "infusion_h", "takes no infusion_h"),
+    ("1,1,mg,IP,2,,,\n", "infusion_h", "takes no infusion_h"),
+    ("1,1,mg,IV,0,,,\n", "infusion_h", "positive"),
+    ("1,1,mg,IV,abc,,,\n", "infusion_h", "not a number"),
+    ("1,1,mg,IV,200,7,30,\n", "infusion_h", "longer than the interdose interval"),
+    ("1,1,mg,SC,,0,10,\n", "repeat_every_days", "positive"),
+    ("1,1,mg,SC,,7,,\n", "repeat_until_day", "horizon"),
+    ("10,1,mg,SC,,7,5,\n", "repeat_until_day", "before the dose's day"),
+    ("1,1,mg,SC,,,20,\n", "repeat_until_day", "needs repeat_every_days"),
+    ("1,1,mg,SC,,,\n", "row", "has 7 fields but the header has 8"),
+]
+
+
+@pytest.mark.parametrize("row, fld, text", ROW_ERRORS, ids=[f"{e[1]}-{e[2]}" for e in ROW_ERRORS])
+def test_each_row_error(row, fld, text):
+    with pytest.raises(InputError) as ei:
+        read(HDR + OK + row)
+    e = ei.value
+    assert not isinstance(e, InputErrors), str(e)
+    msg = str(e)
+    assert e.row == 2 and e.field == fld, msg
+    assert msg.startswith(f"data row 2 (file line 3), {fld}: "), msg
+    assert text in msg, msg
+
+
+def test_all_errors_at_once():
+    with pytest.raises(InputErrors) as ei:
+        read(HDR + "x,1,mg,SC,,,,\n1,-1,mg,SC,,,,\n1,1,mg,XX,,,,\n")
+    assert [(e.row, e.field) for e in ei.value.errors] == [(1, "day"), (2, "dose"), (3, "route")]
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("day,dose,unit\n1,1,mg\n", "required column 'route'"),
+    ("day,dose,unit,route,day\n1,1,mg,SC,1\n", "more than once"),
+    ("day,dose,unit,route\n", "no rows"),
+    ("", "empty"),
+])
+def test_table_errors(text, msg):
+    with pytest.raises(InputError, match=msg):
+        read(text)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        read_regimen_csv(tmp_path / "none.csv")
+
+
+# --------------------------------------------------------------------------------------------------
+# the label library
+# --------------------------------------------------------------------------------------------------
+def test_project_table_is_the_shared_one_with_sources():
+    df = pd.read_csv(DATA)
+    assert list(df.columns) == ["drug", "regimen", "dose_no", "day", "dose", "unit", "route", "infusion_h",
+                                "repeat_every_days", "repeat_until_day", "note", "source"]
+    assert df.source.notna().all()
+
+
+def test_every_label_regimen_loads():
+    lib = label_regimens()
+    assert {"teclistamab", "glofitamab", "blinatumomab", "catumaxomab"} <= set(lib.drug)
+    for drug, name in lib[["drug", "regimen"]].itertuples(index=False):
+        lr = load_label_regimen(drug, name, until_day=365)
+        assert len(lr.regimen) > 0 and lr.regimen.time_unit == "day"
+        assert lr.sources and lr.regimen.doses[0].time >= 0
+
+
+def test_teclistamab_label():
+    lr = load_label_regimen("Teclistamab", until_day=35)
+    assert lr.name == "label_weekly"  # the first listed regimen is the default
+    d = lr.regimen.doses
+    assert [x.time for x in d] == [0.0, 3.0, 6.0, 13.0]
+    assert d[0] == Dose(0.0, 0.06, "mg/kg", "SC", label="step-up dose 1")
+    assert (d[3].ii, d[3].addl) == (7.0, 3)  # days 14, 21, 28, 35
+    assert lr.sources == ("US prescribing information (Tecvayli) section 2",)
+
+
+def test_glofitamab_pretreatment_is_kept_apart():
+    lr = load_label_regimen("glofitamab")
+    assert all("obinutuzumab" not in d.label for d in lr.regimen.doses)
+    assert [d.time for d in lr.regimen.doses] == [7.0, 14.0, 21.0]  # day 1 (time 0) is the pretreatment day
+    assert lr.pretreatment.doses == (Dose(0.0, 1000.0, "mg", "IV_infusion", duration=4 / 24,
+                                          label="obinutuzumab pretreatment (not glofitamab; debulks CD20+ cells)"),)
+    assert "obinutuzumab" in lr.pretreatment_notes[0]
+    last = lr.regimen.doses[-1]
+    assert (last.ii, last.addl) == (21.0, 11)  # day 22 every 21 days up to day 253
+
+
+def test_blinatumomab_and_catumaxomab():
+    b = load_label_regimen("blinatumomab", until_day=100).regimen.doses
+    assert b[0] == Dose(0.0, 9.0, "ug/day", "IV_continuous", duration=7.0, label=b[0].label)
+    assert (b[1].duration, b[1].ii, b[1].addl) == (21.0, 42.0, 2)
+    c = load_label_regimen("catumaxomab")
+    assert c.day_origin == 0 and [d.time for d in c.regimen.doses] == [0.0, 3.0, 7.0, 10.0]
+
+
+def test_label_round_trip_through_plain_csv():
+    lr = load_label_regimen("mosunetuzumab")
+    assert read(write_regimen_csv(lr.regimen)).doses == lr.regimen.doses
+
+
+def test_label_errors(tmp_path):
+    with pytest.raises(InputError, match="unknown drug 'nodrug'; the label table has: .*teclistamab"):
+        load_label_regimen("nodrug")
+    with pytest.raises(InputError, match="unknown regimen 'x' for talquetamab; allowed: label_weekly, label_biweekly"):
+        load_label_regimen("talquetamab", "x")
+    with pytest.raises(InputError, match=r"data row 4 \(file line 5\), repeat_until_day"):
+        load_label_regimen("teclistamab")  # weekly "until progression": needs a horizon
+    bad = tmp_path / "reg.csv"
+    bad.write_text("drug,regimen,dose_no,day,dose,unit,route\n"
+                   "a,r,1,1,1,mg,SC\na,r,1,8,1,mg,SC\na,r,x,9,1,mg,SC\nb,r,1,1,-1,mg,SC\n")
+    with pytest.raises(InputErrors) as ei:
+        load_label_regimen("a", table=bad)
+    assert [(e.row, e.field) for e in ei.value.errors] == [(2, "dose_no"), (3, "dose_no")]
+    assert load_label_regimen("a", table=pd.read_csv(bad).iloc[:1]).regimen.doses[0].amount == 1.0
+    with pytest.raises(InputError, match=r"data row 4 \(file line 5\), dose: must be a positive"):
+        load_label_regimen("b", table=bad)
+    only_pre = tmp_path / "pre.csv"
+    only_pre.write_text("drug,regimen,dose_no,day,dose,unit,route\na,r,0,1,1,mg,SC\n")
+    with pytest.raises(InputError, match="no doses of the drug itself"):
+        load_label_regimen("a", table=only_pre)
+    with pytest.raises(InputError, match="required column 'dose_no'"):
+        load_label_regimen("a", table=io.StringIO("drug,regimen,day,dose,unit,route\na,r,1,1,mg,SC\n"))
