@@ -252,6 +252,9 @@ def _simulate_dataset(model_name: str, dataset: Path, time_unit: str, params: di
     if not dataset.exists():
         raise InputError(f"file not found: {dataset}", field="--dataset")
     ds = read_nonmem(dataset, model, time_unit=time_unit, params=ds_params)
+    if "CP" in ds.raw.columns:
+        raise InputError("the dataset already has a column named CP (the prediction column); rename it",
+                         field="--dataset")
 
     # One batched call: per ID, the row times plus a plotting grid and both sides of every dose time.
     regs, tss, lefts, row_pos, grid_pos, dose_ts = [], [], [], [], [], []
@@ -295,8 +298,6 @@ def _simulate_dataset(model_name: str, dataset: Path, time_unit: str, params: di
         curves.append((s, ts[j][grid_pos[j]], c[grid_pos[j]], dose_ts[j]))
 
     table = ds.raw.copy()
-    if "CP" in table.columns:
-        raise InputError("the dataset already has a column named CP", field="CP")
     table["CP"] = ["." if not np.isfinite(v) else f"{v:.12g}" for v in pred]
     csv_bytes = table.to_csv(index=False, lineterminator="\n").encode()
     png = _plot_cp(curves, model, time_unit)

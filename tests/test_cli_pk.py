@@ -222,6 +222,18 @@ def test_one_cmt_in_days(tmp_path):
     assert np.all(np.abs(cp[~nz]) < 1e-12)
 
 
+def test_solver_failure_is_flagged_not_fatal(tmp_path):
+    """A patient whose solve fails (here: max steps) gets CP '.', a warning on stderr, and the run completes."""
+    data = tmp_path / "d.csv"
+    data.write_text("ID,TIME,AMT,CMT\n1,0,100,2\n1,1000,.,.\n")
+    out = tmp_path / "o"
+    res = _invoke(["simulate", "--model", "pk-1cmt", "--dataset", data, "--param", "CL=1", "--param", "V=10",
+                   "--max-steps", "2", "--rtol", "1e-12", "--atol", "1e-14", "--out", out])
+    assert res.exit_code == 0, res.output
+    assert "warning: ID 1: solver failed" in res.stderr
+    assert pd.read_csv(out / "predictions.csv", dtype=str)["CP"].tolist() == [".", "."]
+
+
 # --------------------------------------------------------------------------------------------------
 # user mistakes: one line "error: ...", exit code 2, no output directory
 # --------------------------------------------------------------------------------------------------
@@ -250,6 +262,7 @@ def _assert_user_error(res, out: Path, *needles):
     ("ID,TIME,AMT,CMT,EVID\n1,0,100,2,9\n1,x,.,.,0\n", ["2 invalid record(s)", "data row 1", "EVID",
                                                        "data row 2", "TIME"]),
     ("", ["empty"]),
+    ("ID,TIME,AMT,CMT,CP\n1,0,100,2,1\n", ["column named CP"]),
 ])
 def test_malformed_dataset(tmp_path, text, needles):
     data = tmp_path / "bad.csv"
