@@ -36,9 +36,11 @@ def _p(values):
     return {k: jnp.asarray(float(values[k])) for k in PNAMES}
 
 
-def observables(params, jump_amount, inf_amount):
-    """CP at the picked times and AUC (trapezoid over the output grid)."""
-    ev = EV._replace(jump_amount=jump_amount, inf_amount=inf_amount)
+def observables(params, jump_amount, inf_amount, ev):
+    """CP at the picked times and AUC (trapezoid over the output grid). ``ev`` is traced (a pytree of arrays),
+    so other regimens with the same padded shapes reuse the compiled functions (always pass it explicitly:
+    jit would bake a default value in as a constant and compile again for an explicit one)."""
+    ev = ev._replace(jump_amount=jump_amount, inf_amount=inf_amount)
     _, outs, _, _ = _fn(params, ev, TS, LEFT)
     cp = outs["CP"]
     return jnp.concatenate([cp[PICK], jnp.trapezoid(cp, jnp.asarray(TS))[None]])
@@ -50,11 +52,13 @@ _jac = jax.jit(jax.jacrev(observables, argnums=(0, 1, 2)))
 
 @pytest.fixture(scope="module")
 def jac():
-    return _jac(_p(P2), jnp.asarray(EV.jump_amount), jnp.asarray(EV.inf_amount))
+    return _jac(_p(P2), jnp.asarray(EV.jump_amount), jnp.asarray(EV.inf_amount), EV)
 
 
-def _obs_np(params, ja=EV.jump_amount, ia=EV.inf_amount):
-    return np.asarray(_obs(_p(params), jnp.asarray(ja), jnp.asarray(ia)))
+def _obs_np(params, ja=None, ia=None, ev=EV):
+    ja = ev.jump_amount if ja is None else ja
+    ia = ev.inf_amount if ia is None else ia
+    return np.asarray(_obs(_p(params), jnp.asarray(ja), jnp.asarray(ia), ev))
 
 
 def _assert_close(grad, fd, scale, name, rtol=1e-5):
@@ -106,11 +110,9 @@ def test_grad_wrt_alag_across_a_lagged_dose(jac):
     assert g[i_before] > 0 and g[i_after] < 0
 
 
-def test_grad_wrt_dose_amounts_vs_central_differences(jac):
-    gj, gi = np.asarray(jac[1]), np.asarray(jac[2])
-    assert gj.shape == (len(PICK) + 1, 4) and gi.shape == (len(PICK) + 1, 2)
-    val = _obs_np(P2)
-    for arr_name, g, base in (("jump_amount", gj, EV.jump_amount), ("inf_amount", gi, EV.inf_amount)):
+def _check_amount_grads(gj, gi, ev):
+    val = _obs_np(P2, ev=ev)
+    for arr_name, g, base in (("jump_amount", gj, ev.jump_amount), ("inf_amount", gi, ev.inf_amount)):
         for j in range(base.shape[0]):
             h = 1e-4 * max(base[j], 1.0)
             up, dn = base.copy(), base.copy()
@@ -118,8 +120,24 @@ def test_grad_wrt_dose_amounts_vs_central_differences(jac):
             dn[j] -= h
             kw_up = {"ja": up} if arr_name == "jump_amount" else {"ia": up}
             kw_dn = {"ja": dn} if arr_name == "jump_amount" else {"ia": dn}
-            fd = (_obs_np(P2, **kw_up) - _obs_np(P2, **kw_dn)) / (2 * h)
+            fd = (_obs_np(P2, ev=ev, **kw_up) - _obs_np(P2, ev=ev, **kw_dn)) / (2 * h)
             _assert_close(g[:, j], fd, np.abs(val) / max(base[j], 1.0), f"{arr_name}[{j}]")
+
+
+def _check_param_grads(g, ev):
+    for name in PNAMES:
+        h = 1e-4 * P2[name]
+        up, dn = dict(P2), dict(P2)
+        up[name] += h
+        dn[name] -= h
+        fd = (_obs_np(up, ev=ev) - _obs_np(dn, ev=ev)) / (2 * h)
+        _assert_close(np.asarray(g[name]), fd, np.abs(_obs_np(P2, ev=ev)) / P2[name], name)
+
+
+def test_grad_wrt_dose_amounts_vs_central_differences(jac):
+    gj, gi = np.asarray(jac[1]), np.asarray(jac[2])
+    assert gj.shape == (len(PICK) + 1, 4) and gi.shape == (len(PICK) + 1, 2)
+    _check_amount_grads(gj, gi, EV)
     # padding rows (mask=False) do not act on the solution
     assert not EV.jump_mask[3] and not EV.inf_mask[1]
     assert np.all(gj[:, 3] == 0.0) and np.all(gi[:, 1] == 0.0)
@@ -146,3 +164,24 @@ def test_solve_events_is_pure_jax_and_differentiable():
     unit = cf.two_cmt_infusion(TS, 1.0, 4.0, P2["CL"], P2["V1"], P2["Q"], P2["V2"], t0=40.0) * P2["V1"]
     assert float(g[0]) == pytest.approx(np.trapezoid(unit, TS), rel=1e-8)
     assert float(g[1]) == 0.0
+
+
+def test_grads_with_simultaneous_events_and_events_at_or_after_the_last_output():
+    """Zero-length segments (two boluses at one time, an infusion starting at the last output time, doses after
+    it) must not give NaN gradients, and doses after the horizon have zero sensitivity."""
+    reg = Regimen((Dose(0.0, 100.0, "mg", "SC"), Dose(30.0, 20.0, "mg", "IV_bolus"),
+                   Dose(30.0, 15.0, "mg", "IV_bolus"), Dose(80.0, 50.0, "mg", "SC"),
+                   Dose(72.0, 30.0, "mg", "IV_infusion", duration=4.0),
+                   Dose(90.0, 30.0, "mg", "IV_infusion", duration=4.0)), time_unit="h")
+    ev = regimen_to_events(M2, reg, pad_jumps=4, pad_infusions=2)  # same shapes: no recompilation
+    assert ev.jump_mask.all() and ev.inf_mask.all()
+    gp, gj, gi = _jac(_p(P2), jnp.asarray(ev.jump_amount), jnp.asarray(ev.inf_amount), ev)
+    gj, gi = np.asarray(gj), np.asarray(gi)
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in gp.values())
+    assert np.all(np.isfinite(gj)) and np.all(np.isfinite(gi))
+    j_after = int(np.flatnonzero(ev.jump_time == 80.0)[0])
+    assert np.all(gj[:, j_after] == 0.0) and np.all(gi == 0.0)  # nothing after 72 h acts on the outputs
+    j30 = np.flatnonzero(ev.jump_time == 30.0)
+    np.testing.assert_allclose(gj[:, j30[0]], gj[:, j30[1]], rtol=1e-12)  # simultaneous boluses act alike
+    _check_param_grads(gp, ev)
+    _check_amount_grads(gj, gi, ev)
