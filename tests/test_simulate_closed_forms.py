@@ -281,3 +281,21 @@ def test_iv_continuous_rate_in_ug_per_day():
     ts = np.linspace(0.0, 3.0, 37)
     res_d = simulate(M1_DAY, reg_d, ts, dict(CL=24 * P1["CL"], V=P1["V"]), **TIGHT)
     assert_matches(res_d["CP"], cf.one_cmt_infusion(ts, 4.8, 2.0, 24 * P1["CL"], P1["V"]))
+
+
+def test_back_to_back_infusions_equal_one_long_infusion():
+    """ADDL infusions with duration == II (stop and next start coincide) = one continuous infusion."""
+    reg = Regimen((Dose(0.0, 10.0, "mg", "IV_infusion", duration=6.0, ii=6.0, addl=3),), time_unit="h")
+    res = run(M2, reg, P2)
+    ref = cf.two_cmt_infusion(T1, 40.0, 24.0, P2["CL"], P2["V1"], P2["Q"], P2["V2"])
+    assert_matches(res["CP"], ref)
+
+
+def test_dose_before_the_first_output_time():
+    """A dose at a negative time (before the output grid) is integrated from the dose, not from the first output."""
+    reg = Regimen((Dose(-12.0, 100.0, "mg", "SC"), Dose(-6.0, 20.0, "mg", "IV_infusion", duration=8.0)),
+                  time_unit="h")
+    res = run(M2, reg, P2)
+    ref = cf.concentration(T1, [cf.D(-12.0, 100.0, "oral"), cf.D(-6.0, 20.0, "infusion", 8.0)], **CF2)
+    assert_matches(res["CP"], ref)
+    assert res["CP"][0] > 0

@@ -8,8 +8,8 @@ import pytest
 from scipy.integrate import simpson
 
 import closed_forms as cf
-from engine_models import M1, M2, P1, P2, P2_TV, T1, TIGHT, run
-from qsp import Dose, InputError, Regimen, regimen_to_events, simulate
+from engine_models import M1, M2, P1, P2, P2_TV, T1, run
+from qsp import Covariates, Dose, InputError, Regimen, regimen_to_events, simulate
 from qsp.components.pk import Depot, LinearDisposition
 from qsp.model import Component, DoseRoute, Model, Output, Param, State
 from qsp.simulate import STATUS_OK, STATUS_SOLVER_FAILED
@@ -201,6 +201,32 @@ def test_batched_parameter_validation_checks_every_patient():
         simulate(M2, REGS, T1, params, **BATCH)
     with pytest.raises(InputError, match="NOPE"):
         simulate(M2, REGS, T1, {"NOPE": np.ones(4)}, **BATCH)
+
+
+
+def test_batch_with_per_patient_covariates_and_time_grids():
+    """mg/kg doses converted with each patient's weight, and a different output grid per patient (2-D times)."""
+    def kg_regimen(i):
+        return [Regimen((Dose(0.0, 1.0, "mg/kg", "SC", ii=12.0, addl=3), Dose(40.0, 0.2, "mg/kg", "IV_bolus")),
+                        time_unit="h"),
+                Regimen.single(0.5, "mg/kg", "IV_infusion", 2.0, duration=6.0, time_unit="h"),
+                Regimen.single(0.8, "mg/kg", "SC", 5.0, time_unit="h"),
+                Regimen.single(1.2, "mg/kg", "IV_bolus", 0.0, time_unit="h")][i]
+
+    weights = [50.0, 70.0, 90.0, 110.0]
+    covs = [Covariates(weight_kg=w) for w in weights]
+    times = np.stack([T1 * (1.0 + 0.1 * i) for i in range(4)])
+    res = simulate(M2, [kg_regimen(i) for i in range(4)], times, dict(BATCH_PARAMS, Q=P2["Q"], V2=P2["V2"]),
+                   covariates=covs, **BATCH)
+    np.testing.assert_array_equal(res.status, 0)
+    for i in range(4):
+        reg_mg = kg_regimen(i).with_doses(Dose(d.time, d.amount * weights[i], "mg", d.route, d.duration, d.ii, d.addl)
+                                          for d in kg_regimen(i).doses)
+        ev = regimen_to_events(M2, reg_mg, pad_jumps=NJ, pad_infusions=NI)
+        one = simulate(M2, ev, times[i], {k: float(v[i]) for k, v in BATCH_PARAMS.items()} | {"Q": P2["Q"],
+                                                                                               "V2": P2["V2"]},
+                       **BATCH)
+        np.testing.assert_allclose(res["CP"][i], one["CP"], rtol=1e-12, atol=1e-14)
 
 
 # ------------------------------------------------------------------------------------------------
