@@ -115,16 +115,24 @@ def simulate(
     max_steps: Annotated[int, typer.Option("--max-steps", metavar="INT", help="Solver steps allowed between two events.")] = 4096,
     out: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Output directory (created; other files kept).",
                                                 show_default=False)] = None,
-    drug: Annotated[Optional[str], typer.Option("--drug", hidden=True,
-                                                help="Simulate a drug's model card (not available yet).")] = None,
+    drug: Annotated[Optional[str], typer.Option("--drug", metavar="NAME",
+                                                help="Simulate a drug's model card (see `qsp drugs`).",
+                                                show_default=False)] = None,
+    regimen: Annotated[Optional[str], typer.Option("--regimen", metavar="LABEL_NAME|FILE.csv",
+                                                   help="With --drug: a label regimen name or a regimen CSV "
+                                                        "(day,dose,unit,route[,infusion_h]); default: the card's.",
+                                                   show_default=False)] = None,
+    days: Annotated[float, typer.Option("--days", metavar="D", help="With --drug: days to simulate.")] = 35.0,
+    premed: Annotated[str, typer.Option("--premed", metavar="none|label",
+                                        help="With --drug: premedication (label = dexamethasone 16 mg).")] = "none",
 ) -> None:
-    """Simulate a model and write predictions.csv and cp.png into --out."""
+    """Simulate a NONMEM dataset with a PK model (--model), or a drug's TCE model card (--drug)."""
     try:
         # --- branch point: dataset mode (--model) or drug mode (--drug) ---------------------------
         if model is not None and drug is not None:
             raise InputError("--model and --drug are mutually exclusive; give one", field="--model")
         if model is None and drug is None:
-            raise InputError("give --model (with --dataset)", field="--model")
+            raise InputError("give --model (with --dataset) or --drug NAME", field="--model")
         if out is None:
             raise InputError("--out DIR is required", field="--out")
         _check_out(out)
@@ -137,7 +145,7 @@ def simulate(
             raise InputError(f"must be a positive integer, got {max_steps}", field="--max-steps")
         opts = _SolveOptions(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
         if drug is not None:
-            files = _simulate_drug(drug, opts)
+            files = _simulate_drug(drug, regimen, days, premed)
         else:
             if dataset is None:
                 raise InputError("--model needs --dataset FILE", field="--dataset")
@@ -148,7 +156,10 @@ def simulate(
         raise typer.Exit(EXIT_USAGE)
     for w in files.get("_warnings", []):
         typer.echo(f"warning: {w}", err=True)
-    typer.echo(f"wrote {out / 'predictions.csv'} and {out / 'cp.png'}")
+    if "_table" in files:
+        typer.echo(files["_table"])
+    written = sorted(k for k in files if not k.startswith("_"))
+    typer.echo("wrote " + ", ".join(str(out / k) for k in written))
 
 
 @dataclass(frozen=True)
@@ -348,17 +359,57 @@ def _plot_cp(curves, model, time_unit: str) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------------
-# drug mode (to come)
+# drug mode
 # --------------------------------------------------------------------------------------------------
-def _simulate_drug(drug: str, opts: _SolveOptions) -> dict[str, bytes]:
-    """``--drug NAME [--regimen ...] [--days D] [--premed ...] [--patients N] [--seed S]``: not yet.
+def _simulate_drug(drug: str, regimen: str | None, days: float, premed: str) -> dict:
+    """``--drug NAME [--regimen LABEL|FILE.csv] [--days D] [--premed none|label]``.
 
-    Branch point for the drug mode: load the drug's model card and label regimen
-    (:func:`qsp.io.regimen_csv.load_label_regimen`), simulate, and return the output files' bytes like
-    :func:`_simulate_dataset` does (``_write_outputs`` then moves them into place).
+    Returns the bytes of ``timecourse.csv``, ``doses.csv`` and ``timecourse.png`` (moved into place by
+    ``_write_outputs`` only when all succeeded).
     """
-    raise InputError(f"--drug mode is not available yet (asked for {drug!r}); use --model with --dataset",
-                     field="--drug")
+    import io
+
+    from .cards import load_card
+    from .drugrun import PREMED_OPTIONS, plot_drug_run, run_drug
+    from .io.regimen_csv import read_regimen_csv
+
+    card = load_card(drug)
+    if premed not in PREMED_OPTIONS:
+        raise InputError(f"unknown premedication {premed!r}; allowed: {', '.join(PREMED_OPTIONS)}", field="--premed")
+    if not (math.isfinite(days) and days > 0):
+        raise InputError(f"must be a positive number of days, got {days}", field="--days")
+    if regimen is not None and (regimen.lower().endswith(".csv") or os.path.sep in regimen):
+        path = Path(regimen)
+        if not path.is_file():
+            raise InputError(f"regimen file not found: {regimen}", field="--regimen")
+        reg = read_regimen_csv(path, until_day=days + 1)
+    else:
+        name = regimen or card.default_regimen
+        if name not in card.label_regimens():
+            raise InputError(f"unknown regimen {name!r} for {card.name}; allowed: {', '.join(card.label_regimens())} "
+                             "or a regimen CSV file", field="--regimen")
+        reg = card.regimen(name, until_day=days + 1)
+    run = run_drug(card, reg, days=days, premed=premed)
+    buf = io.BytesIO()
+    plot_drug_run(run, buf)
+    return {"timecourse.csv": run.timecourse.to_csv(index=False).encode(),
+            "doses.csv": run.doses.to_csv(index=False).encode(), "timecourse.png": buf.getvalue(),
+            "_table": run.doses.to_string(index=False, float_format=lambda x: f"{x:.4g}")}
+
+
+@app.command("drugs")
+def drugs_command() -> None:
+    """List the model-card library: drug, target, route, label regimens."""
+    from .cards import list_cards, load_card
+
+    rows = []
+    for name in list_cards():
+        c = load_card(name)
+        rows.append((name, c.target, c.route, ", ".join(c.label_regimens())))
+    w = [max(len(r[i]) for r in rows + [("drug", "target", "route", "")]) for i in range(3)]
+    typer.echo(f"{'drug':<{w[0]}}  {'target':<{w[1]}}  {'route':<{w[2]}}  label regimens")
+    for r in rows:
+        typer.echo(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
     bkw = dict(t_states=T_STATES, target_states=TARGET_STATES, kd3=v.get("KD_CD3", 28.0), kdt=v.get("KD_TAA", 1.0),
                chi=v.get("CHI", 3.0), cd3=v.get("CD3_PER_TCELL", 50_000.0), taa=v.get("TAA_PER_CELL", 5_000.0),
                s0=v.get("STAA0", 0.0), kds=v.get("KD_STAA", v.get("KD_TAA", 1.0)), kint=v.get("KINT", 0.2),
-               kdeg_s=v.get("KDEG_STAA", 1.0), kp=v.get("KP", 0.2), sources=src, v1_name=v1_name)
+               kdeg_s=v.get("KDEG_STAA", 0.1), kp=v.get("KP", 0.2), sources=src, v1_name=v1_name)
     comps.append(BindingQE(**bkw) if binding == "qe" else BindingFull(**bkw))
     comps += [
         TCells(t0=v.get("T0", 550.0), sources=src),

@@ -111,7 +111,8 @@ def _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, src):
         Param("KINT", kint, "1/day", "internalization of cell-bound drug (dimers, trimer)",
               src.get("KINT", "assumed: typical receptor-mediated internalization ~0.1-1 /day")),
         Param("KDEG_STAA", kdeg_s, "1/day", "elimination of soluble-target-bound drug",
-              src.get("KDEG_STAA", "assumed: turnover of sBCMA ~1 day (Gevertz teclistamab model)")),
+              src.get("KDEG_STAA", "assumed: drug-bound soluble target is cleared with an antibody-like half-life "
+                                   "(~1 week), much slower than free sBCMA")),
     )
 
 

@@ -35,7 +35,7 @@ class Cytokines(Component):
 
     def __init__(self, *, il6_state: bool = False, **overrides):
         v = dict(IL6_0=2.8, KIL6=12.0, KTGT50=3000.0, KEL_IL6=LN2 / (20.0 / 60.0 / 24.0), MONO_EMAX=10.0,
-                 MONO_EC50=10.0, KMONO_ON=0.7, KMONO_OFF=1.0, KDEX=LN2 / 1.0, DEX_IMAX=0.6, DEX_IC50=4.0)
+                 MONO_EC50=10.0, KMONO_ON=0.7, KMONO_OFF=0.5, KDEX=LN2 / 1.0, DEX_IMAX=0.6, DEX_IC50=4.0)
         v.update(overrides)
         self.il6_state = il6_state
         a = "assumed: class default, calibrated to MajesTEC-1 mean IL-6 (see calibration/)"

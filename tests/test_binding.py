@@ -1,0 +1,58 @@
+"""QE binding: exact solve, conservation, bell shape, agreement with full mass-action kinetics."""
+import numpy as np
+import jax.numpy as jnp
+import pytest
+from scipy.optimize import brentq
+
+import qsp
+from qsp.components.binding import solve_free_drug, species_given_free, total_drug
+from qsp.cards import load_card
+from qsp.regimen import Dose, Regimen
+
+ARGS = dict(r3_tot=0.08, rt_tot=0.05, s_tot=10.7, kd3=28.0, kdt=0.18, kds=0.18, chi=3.0, kp=0.2)
+
+
+@pytest.mark.parametrize("d_tot", [1e-4, 1e-2, 0.3, 3.0, 11.0, 50.0, 1e3, 1e5])
+def test_qe_solve_matches_bracketing_root(d_tot):
+    a = ARGS
+    args = (a["r3_tot"], a["rt_tot"], a["s_tot"], a["kd3"], a["kdt"], a["kds"], a["chi"], a["kp"])
+    free = float(solve_free_drug(jnp.asarray(d_tot), *args))
+    ref = brentq(lambda x: float(total_drug(x, *args)) - d_tot, 0.0, d_tot, xtol=1e-16, rtol=1e-14)
+    assert free == pytest.approx(ref, rel=1e-9)
+
+
+def test_receptor_totals_are_conserved():
+    a = ARGS
+    for d in np.logspace(-4, 4, 30):
+        s = species_given_free(d, a["r3_tot"], a["rt_tot"], a["s_tot"], a["kd3"], a["kdt"], a["kds"], a["chi"], a["kp"])
+        assert float(s["R3"] + s["DR3"] + s["TRI"]) == pytest.approx(a["r3_tot"], rel=1e-12)
+        assert float(s["RT"] + s["DRT"] + s["TRI"]) == pytest.approx(a["rt_tot"], rel=1e-12)
+        assert float(s["R3"]) >= 0 and float(s["RT"]) >= 0
+
+
+def test_trimer_is_bell_shaped_in_drug():
+    a = ARGS
+    d = np.logspace(-5, 5, 201)
+    tri = np.array([float(species_given_free(x, a["r3_tot"], a["rt_tot"], 0.0, a["kd3"], a["kdt"], a["kds"],
+                                             a["chi"], 1.0)["TRI"]) for x in d])
+    k = int(np.argmax(tri))
+    assert 0 < k < len(d) - 1
+    assert tri[0] < 0.01 * tri[k] and tri[-1] < 0.01 * tri[k]
+    assert np.all(np.diff(tri[: k + 1]) > 0) and np.all(np.diff(tri[k:]) < 0)
+
+
+def test_qe_agrees_with_full_kinetics_when_binding_is_fast():
+    card = load_card("teclistamab")
+    qe, full = card.model(binding="qe"), card.model(binding="full")
+    reg = Regimen((Dose(0, 0.06, "mg/kg", "SC"), Dose(3, 0.3, "mg/kg", "SC")), "day")
+    ts = np.linspace(0, 7, 7 * 24 + 1)
+    fast = {"KON_CD3": 2000.0, "KON_TAA": 2000.0, "KON_STAA": 2000.0}
+    cov = card.covariates()
+    rq = qsp.simulate(qe, reg, ts, covariates=cov, rtol=1e-8, atol=1e-11)
+    # Full binding starts with no complexes; the QE model starts equilibrated (no drug: identical).
+    rf = qsp.simulate(full, reg, ts, fast, covariates=cov, solver="kvaerno5", rtol=1e-8, atol=1e-11, max_steps=20000)
+    assert int(rq.status) == 0 and int(rf.status) == 0
+    for name in ("conc_nM", "trimer_nM", "il6_pg_per_ml"):
+        a, b = rq[name][1:], rf[name][1:]
+        rel = np.abs(a - b) / np.maximum(np.abs(a), 1e-12)
+        assert rel.max() < 0.01, (name, rel.max())

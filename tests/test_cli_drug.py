@@ -1,0 +1,53 @@
+"""`qsp drugs` and `qsp simulate --drug` end to end (small settings)."""
+import pandas as pd
+from typer.testing import CliRunner
+
+from qsp.cli import app
+
+runner = CliRunner()
+
+
+def test_drugs_lists_the_library():
+    r = runner.invoke(app, ["drugs"])
+    assert r.exit_code == 0
+    for d in ("teclistamab", "epcoritamab", "blinatumomab", "catumaxomab"):
+        assert d in r.output
+    assert "label_weekly" in r.output and "BCMA" in r.output
+
+
+def test_simulate_drug_writes_timecourse_doses_and_plot(tmp_path):
+    out = tmp_path / "tec"
+    r = runner.invoke(app, ["simulate", "--drug", "teclistamab", "--days", "14", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    tc = pd.read_csv(out / "timecourse.csv")
+    for col in ("time_day", "conc_ug_per_ml", "il6_pg_per_ml", "blood_t_cells_per_ul", "trimers_per_target_cell",
+                "activated_t_fraction", "tumour_cells_per_ul", "ada_titre"):
+        assert col in tc.columns
+    assert tc.time_day.iloc[0] == 1.0 and tc.time_day.iloc[-1] == 15.0
+    doses = pd.read_csv(out / "doses.csv")
+    assert list(doses.day) == [1.0, 4.0, 7.0, 14.0]
+    assert {"cmax_ug_per_ml", "il6_peak_pg_per_ml", "il6_peak_h_after_dose", "route"} <= set(doses.columns)
+    assert (out / "timecourse.png").stat().st_size > 10_000
+
+
+def test_regimen_file_switches_route(tmp_path):
+    f = tmp_path / "flat_iv.csv"
+    f.write_text("day,dose,unit,route\n1,1.5,mg/kg,IV\n")
+    r = runner.invoke(app, ["simulate", "--drug", "teclistamab", "--regimen", str(f), "--days", "7",
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    d = pd.read_csv(tmp_path / "o" / "doses.csv")
+    assert list(d.route) == ["IV_bolus"]
+
+
+def test_bad_inputs_exit_2_with_one_line_and_no_output(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("day,dose,unit,route\n1,-3,mg,SC\n")
+    for args in (["--drug", "nodrugmab"], ["--drug", "teclistamab", "--regimen", "nope"],
+                 ["--drug", "teclistamab", "--premed", "maybe"], ["--drug", "teclistamab", "--regimen", str(bad)],
+                 ["--drug", "teclistamab", "--model", "pk-1cmt"]):
+        out = tmp_path / "never"
+        r = runner.invoke(app, ["simulate", *args, "--out", str(out)])
+        assert r.exit_code == 2
+        assert r.output.strip().startswith("error:") and len(r.output.strip().splitlines()) == 1, r.output
+        assert not out.exists()
