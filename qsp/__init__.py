@@ -4,7 +4,31 @@ Importing the package switches JAX to float64 (``jax_enable_x64``): the engine c
 precision by default.
 """
 
-import jax
+import os
+import sys
+
+
+def _ask_for_host_devices() -> None:
+    """One XLA CPU device per available core, so batched solves can be split over cores (``pmap``).
+
+    Only possible before JAX is first imported; ``QSP_HOST_DEVICES=<n>`` sets the number (1 turns it
+    off) and an ``XLA_FLAGS`` that already sets the device count is left alone.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "jax" in sys.modules or "xla_force_host_platform_device_count" in flags:
+        return
+    want = os.environ.get("QSP_HOST_DEVICES", "")
+    try:
+        n = int(want) if want else len(os.sched_getaffinity(0))
+    except (ValueError, AttributeError):
+        n = os.cpu_count() or 1
+    if n > 1:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+_ask_for_host_devices()
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

@@ -52,6 +52,8 @@ class DrugCard:
     params: Mapping[str, Mapping]
     pd: Mapping = field(default_factory=dict)
     path: str = ""
+    population: Mapping = field(default_factory=dict)
+    crs: Mapping = field(default_factory=dict)
 
     @property
     def mw_g_per_mol(self) -> float:
@@ -78,6 +80,10 @@ class DrugCard:
     def model(self, *, binding: str = "qe", il6_state: bool = False) -> Model:
         """The TCE model for this drug (see :func:`qsp.tce.build_tce_model`)."""
         return _model_cached(self.name, self.path, binding, il6_state)
+
+    def crs_values(self) -> dict[str, float]:
+        """The card's ``[crs]`` overrides of the CRS layer's defaults (:mod:`qsp.crs`)."""
+        return {k: float(v["value"] if isinstance(v, Mapping) else v) for k, v in self.crs.items()}
 
     def covariates(self) -> Covariates:
         c = self.covariate_values
@@ -114,7 +120,8 @@ def _parse(path: Path) -> DrugCard:
             raise InputError(f"model card {path.name}: parameter {k} must be in {CARD_UNITS[k]}, got {v['unit']}",
                              field=f"params.{k}")
     return DrugCard(name=raw["drug"]["name"], drug=raw["drug"], structure=raw["structure"],
-                    covariate_values=raw["covariates"], params=params, pd=raw.get("pd", {}), path=str(path))
+                    covariate_values=raw["covariates"], params=params, pd=raw.get("pd", {}), path=str(path),
+                    population=raw.get("population", {}), crs=raw.get("crs", {}))
 
 
 @lru_cache(maxsize=64)

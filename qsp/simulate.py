@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import diffrax
 import jax
@@ -94,6 +94,34 @@ def solve_events(model: Model, cfg: SolverConfig, params: Mapping, ev: EventArra
     Returns:
         ``(ys, status, n_steps)``: states at ``ts`` (n, n_states), int status, total accepted steps.
     """
+    sol = solve_events_windows(model, cfg, params, ev, ts, ts_left, seg_points=0)
+    return sol.ys, sol.status, sol.n_steps
+
+
+class WindowSolution(NamedTuple):
+    """:func:`solve_events_windows` output for one patient.
+
+    ``ys`` (n, n_states) at the output times; ``status``; ``n_steps``; ``seg_t`` (n_seg, K) and ``seg_y``
+    (n_seg, K, n_states): each integration segment ``[a, b]`` (between consecutive event breakpoints,
+    in time order) sampled at ``a + (b - a) j / (K - 1)``, ``j = 0..K-1`` (right-continuous at ``a``,
+    left limit at ``b``). Segments after the horizon have ``a = b = ts[-1]``.
+    """
+
+    ys: jnp.ndarray
+    status: jnp.ndarray
+    n_steps: jnp.ndarray
+    seg_t: jnp.ndarray
+    seg_y: jnp.ndarray
+
+
+def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: EventArrays, ts, ts_left=None, *,
+                         seg_points: int = 0) -> WindowSolution:
+    """:func:`solve_events`, plus every segment sampled on ``seg_points`` evenly spaced points.
+
+    The per-segment samples cost ``seg_points`` interpolations per segment (not one per output time per
+    segment, as a fine global output grid would): they are what per-dose summaries (IL-6 peak and its
+    timing, :mod:`qsp.crs`) are computed from.
+    """
     p = {k: jnp.asarray(v, dtype=float) for k, v in params.items()}
     ts = jnp.asarray(ts, dtype=float)
     ts_left = jnp.zeros(ts.shape, bool) if ts_left is None else jnp.asarray(ts_left, bool)
@@ -141,31 +169,35 @@ def solve_events(model: Model, cfg: SolverConfig, params: Mapping, ev: EventArra
     solver = solver_cls()
     controller = diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol, dtmin=cfg.dtmin)
     term = diffrax.ODETerm(model.vector_field)
+    frac = jnp.linspace(0.0, 1.0, seg_points) if seg_points else None
 
     def segment(carry, xs):
         y, out, status, steps = carry
         k, a, b, amt, st, rs, valid, rate = xs
         y = jnp.where(rs & valid, y0, y)
         y = y.at[st].add(jnp.where(valid, amt, 0.0))
-        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(ts=jnp.clip(ts, a, b))])
-        sol = diffrax.diffeqsolve(term, solver, t0=a, t1=b, dt0=None, y0=y, args=(p, rate), saveat=saveat,
+        subs = [diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(ts=jnp.clip(ts, a, b))]
+        if seg_points:
+            subs.append(diffrax.SubSaveAt(ts=a + (b - a) * frac))
+        sol = diffrax.diffeqsolve(term, solver, t0=a, t1=b, dt0=None, y0=y, args=(p, rate),
+                                  saveat=diffrax.SaveAt(subs=subs),
                                   stepsize_controller=controller, max_steps=cfg.max_steps, throw=False)
-        y_end, ys = sol.ys
-        y_end = y_end[0]
+        y_end, ys = sol.ys[0][0], sol.ys[1]
+        seg = (a + (b - a) * frac, sol.ys[2]) if seg_points else (jnp.zeros((0,)), jnp.zeros((0, n_states)))
         out = jnp.where((k_out == k)[:, None], ys, out)
         failed = sol.result != diffrax.RESULTS.successful
         status = jnp.where((status == STATUS_OK) & failed & valid, STATUS_SOLVER_FAILED, status)
         steps = steps + sol.stats["num_accepted_steps"]
-        return (y_end, out, status, steps), None
+        return (y_end, out, status, steps), seg
 
     n_seg = lo.shape[0]
     xs = (jnp.arange(n_seg), lo, hi, seg_amt, seg_state, seg_reset, seg_valid, seg_rate)
     out0 = jnp.zeros((ts.shape[0], n_states))
     init = (y0, out0, jnp.asarray(STATUS_OK), jnp.asarray(0))
-    (y_final, out, status, steps), _ = jax.lax.scan(segment, init, xs)
-    finite = jnp.all(jnp.isfinite(out))
+    (y_final, out, status, steps), (seg_t, seg_y) = jax.lax.scan(segment, init, xs)
+    finite = jnp.all(jnp.isfinite(out)) & jnp.all(jnp.isfinite(seg_y))
     status = jnp.where((status == STATUS_OK) & ~finite, STATUS_NONFINITE, status)
-    return out, status, steps
+    return WindowSolution(out, status, steps, seg_t, seg_y)
 
 
 def _outputs_at(model: Model, params: Mapping, ts, ys):

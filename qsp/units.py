@@ -62,7 +62,7 @@ def is_rate_unit(unit: str) -> bool:
 
 def bsa_mosteller(weight_kg: float, height_cm: float) -> float:
     """Body-surface area [m2] by Mosteller (1987): sqrt(height_cm * weight_kg / 3600)."""
-    return math.sqrt(height_cm * weight_kg / 3600.0)
+    return (height_cm * weight_kg / 3600.0) ** 0.5  # works on floats and NumPy arrays
 
 
 def bsa_dubois(weight_kg: float, height_cm: float) -> float:

@@ -1,0 +1,201 @@
+"""Cytokine release syndrome (CRS): per-dose probabilities of ASTCT grade >= 1, >= 2, >= 3, and onset.
+
+No IL-6 threshold defines CRS (Hosseini et al. npj Syst Biol Appl 2020), so CRS is a probabilistic
+observation layer on top of the mechanism (SCIENCE.md 2.5): a proportional-odds (ordinal logistic)
+model per patient ``i`` and dose ``k``, driven by the mechanistic cytokine exposure after that dose.
+
+Exposure (dimensionless): the cytokine surge the dose adds, the log fold rise of serum IL-6 from its
+level at the dose time to its peak in the dose's window ``[t_k, t_{k+1})`` (the last dose's window
+runs to the end of the horizon)::
+
+    x_ik = log(max_{t in window k} IL6_i(t) / IL6_i(t_k))
+
+(a plateau carried over from earlier doses adds no new risk; the rise does).
+
+Tolerance from earlier doses (clinical tachyphylaxis beyond the T-cell desensitisation already in the
+mechanism; it wears off, so a long pause restores the risk, as the labels' re-step-up rules assume)::
+
+    M_ik = sum_{j<k} x_ij exp(-(t_k - t_j) / CRS_TOL_TAU)
+
+Linear predictor and grade probabilities (``sigma`` the logistic function; thresholds ordered so
+``P(>=1) >= P(>=2) >= P(>=3)`` holds for every patient)::
+
+    s_ik = CRS_BETA x_ik - CRS_TOL M_ik + CRS_PRIOR_TCR prior_tcr_i + eta_i ,  eta_i ~ N(0, CRS_OMEGA^2)
+    P(grade >= 1) = sigma(CRS_THETA1 + s_ik)
+    P(grade >= 2) = sigma(CRS_THETA1 - CRS_DELTA2 + s_ik)
+    P(grade >= 3) = sigma(CRS_THETA1 - CRS_DELTA2 - CRS_DELTA3 + s_ik)
+
+Onset (latent-threshold reading of the same model: CRS starts when the running exposure crosses the
+patient's logistic threshold): with ``P1(t)`` the grade >= 1 probability computed from the running
+maximum of ``x`` up to time ``t`` in the window, the onset time distribution given CRS is
+``F(t) = (P1(t) - P1(t_k)) / (P1(end) - P1(t_k))``; the reported onset is its median, in hours after
+the dose (linear interpolation between grid points).
+
+An ordinal model of this kind fits the published per-dose incidences; Irby, Friberg & Karlsson (PAGE,
+elranatamab) used a Markov model over grades 0/1/2-3 with "response" and "tolerance" terms. The
+default values below are priors fitted by ``calibration/crs_prior.py`` so that teclistamab's label
+step-up regimen shows the label's falling per-dose incidence (42% / 36% / 25% / 2%, Tecvayli US PI
+5.1; the prior gives 41 / 37 / 25 / 3%) with the prior mechanistic model; the calibration layer refits
+them jointly with the mechanism.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+
+from .errors import InputError
+from .model import Param
+
+_CHOSEN = ("prior fitted by calibration/crs_prior.py (1000 virtual patients, seed 1, prior mechanistic model) to "
+           "the per-dose CRS incidence of teclistamab's label step-up regimen, Tecvayli US PI 5.1 (42/36/25/2%)")
+_GRADES = ("prior fitted by calibration/crs_prior.py to MajesTEC-1 overall CRS grade >= 2 (21.8%) and grade 3 "
+           "(0.6%) (van de Donk et al. Cancer 2023, data/crs_overall.csv)")
+CRS_PARAMS = (
+    Param("CRS_THETA1", -2.801, "1", "log-odds of CRS grade >= 1 at zero IL-6 rise (typical patient)", _CHOSEN,
+          positive=False),
+    Param("CRS_DELTA2", 4.598, "1", "log-odds gap from grade >= 1 to grade >= 2", _GRADES),
+    Param("CRS_DELTA3", 17.572, "1", "log-odds gap from grade >= 2 to grade >= 3", _GRADES),
+    Param("CRS_BETA", 9.556, "1", "log-odds per unit log fold rise of IL-6 after the dose", _CHOSEN),
+    Param("CRS_TOL", 4.691, "1", "log-odds removed per unit of tolerance memory from earlier doses", _CHOSEN,
+          positive=False),
+    Param("CRS_TOL_TAU", 21.0, "day", "decay time of tolerance (risk returns after long pauses)",
+          "assumed: labels re-start step-up after dose delays of ~4 weeks or more (Tecvayli US PI 2.4)"),
+    Param("CRS_PRIOR_TCR", -0.7, "1", "log-odds shift for prior T-cell-redirecting therapy",
+          "assumed: fewer CRS events after prior T-cell-redirecting therapy (SCIENCE.md 2.5)", positive=False),
+    Param("CRS_OMEGA", 1.0, "1", "SD of patient-level CRS sensitivity (log-odds)",
+          "assumed: patient-level sensitivity, order of the random effects of ordinal CRS models"),
+)
+CRS_DEFAULTS = {p.name: p.value for p in CRS_PARAMS}
+GRADES = (1, 2, 3)
+
+
+def crs_params(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """CRS parameters: defaults with validated overrides (unknown names list the allowed ones)."""
+    out = dict(CRS_DEFAULTS)
+    info = {p.name: p for p in CRS_PARAMS}
+    for k, v in (overrides or {}).items():
+        if k not in info:
+            raise InputError(f"unknown CRS parameter {k!r}; allowed: {', '.join(info)}", field=f"crs.{k}")
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            raise InputError(f"CRS parameter {k} must be a number, got {v!r}", field=f"crs.{k}") from None
+        if info[k].positive and not v > 0:
+            raise InputError(f"CRS parameter {k} must be > 0, got {v}", field=f"crs.{k}")
+        out[k] = v
+    return out
+
+
+def thresholds(c: Mapping) -> jnp.ndarray:
+    """The three ordered log-odds intercepts (grade >= 1, >= 2, >= 3)."""
+    t1 = c["CRS_THETA1"]
+    t2 = t1 - c["CRS_DELTA2"]
+    return jnp.stack([t1, t2, t2 - c["CRS_DELTA3"]])
+
+
+def dose_windows(seg_t, dose_t):
+    """Window (dose index, -1 before the first dose) of every segment, from the segment start time."""
+    return jnp.searchsorted(dose_t, seg_t[:, 0], side="right") - 1
+
+
+def per_dose_exposure(seg_t, seg_il6, il6_0, dose_t, dose_mask):
+    """Per-dose IL-6 peak and timing from the per-segment samples of one patient.
+
+    Args:
+        seg_t, seg_il6: (n_seg, K) segment sample times (day) and IL-6 (pg/mL), in time order.
+        il6_0: baseline IL-6 (pg/mL).
+        dose_t: (D,) drug dose times (day), ascending, padded with ``+inf``; ``dose_mask`` (D,) real doses.
+
+    Returns:
+        dict of (D,) arrays: ``peak`` (pg/mL), ``x`` (log fold rise at the peak), ``t_peak_h`` (hours
+        after the dose), ``x_start`` (log fold at the dose time), ``present`` (the window has samples),
+        and ``run`` (D, n_seg*K) the running maximum of the log fold rise in each window (``-inf``
+        outside it), ``times`` (n_seg*K,).
+    """
+    k_seg = dose_windows(seg_t, dose_t)
+    n_seg, n_k = seg_t.shape
+    times = seg_t.reshape(-1)
+    xs = jnp.log(jnp.maximum(seg_il6, 1e-300) / il6_0).reshape(-1)
+    win = jnp.repeat(k_seg, n_k)
+    d_idx = jnp.arange(dose_t.shape[0])
+    inside = (win[None, :] == d_idx[:, None]) & dose_mask[:, None]
+    xw = jnp.where(inside, xs[None, :], -jnp.inf)
+    run = jax.lax.cummax(xw, axis=1)
+    present = jnp.any(inside, axis=1)
+    x_peak = jnp.where(present, run[:, -1], jnp.nan)
+    i_peak = jnp.argmax(xw, axis=1)
+    i_first = jnp.argmax(inside, axis=1)
+    t_peak_h = jnp.where(present, (times[i_peak] - dose_t) * 24.0, jnp.nan)
+    x_start = jnp.where(present, xs[i_first], jnp.nan)
+    peak = il6_0 * jnp.exp(x_peak)
+    return {"peak": peak, "x": x_peak, "t_peak_h": t_peak_h, "x_start": x_start, "present": present, "run": run,
+            "inside": inside, "times": times}
+
+
+def tolerance_memory(x, dose_t, present, tau):
+    """``M_k = sum_{j<k} x_j exp(-(t_k - t_j)/tau)`` over doses inside the horizon."""
+    xj = jnp.where(present, x, 0.0)
+    dt = dose_t[:, None] - dose_t[None, :]
+    earlier = (jnp.arange(x.shape[0])[None, :] < jnp.arange(x.shape[0])[:, None]) & present[None, :]
+    w = jnp.where(earlier, jnp.exp(-jnp.where(earlier, dt, 0.0) / tau), 0.0)
+    return w @ xj
+
+
+def _median_onset_h(run, inside, times, dose_t, base, beta):
+    """Median onset (hours after the dose) of the latent-threshold reading, per dose."""
+    p_run = jax.nn.sigmoid(base[:, None] + beta * jnp.where(inside, run, 0.0))  # P1 from the running max
+    i_first = jnp.argmax(inside, axis=1)
+    last = inside.shape[1] - 1 - jnp.argmax(inside[:, ::-1], axis=1)
+    p0 = jnp.take_along_axis(p_run, i_first[:, None], axis=1)
+    p1 = jnp.take_along_axis(p_run, last[:, None], axis=1)
+    rise = p1 - p0
+    frac = jnp.where(inside, (p_run - p0) / jnp.where(rise > 0, rise, 1.0), -1.0)
+    hit = inside & (frac >= 0.5)
+    j = jnp.argmax(hit, axis=1)
+    jm = jnp.maximum(j - 1, 0)
+    f_hi = jnp.take_along_axis(frac, j[:, None], 1)[:, 0]
+    f_lo = jnp.take_along_axis(frac, jm[:, None], 1)[:, 0]
+    t_hi, t_lo = times[j], times[jm]
+    w = jnp.where((j > i_first) & (f_hi > f_lo), (0.5 - f_lo) / jnp.where(f_hi > f_lo, f_hi - f_lo, 1.0), 1.0)
+    t_on = t_lo + jnp.clip(w, 0.0, 1.0) * (t_hi - t_lo)
+    ok = jnp.any(hit, axis=1) & (rise[:, 0] > 1e-12)
+    return jnp.where(ok, (t_on - dose_t) * 24.0, jnp.nan)
+
+
+def probabilities(x, dose_t, present, c: Mapping, eta=0.0, prior_tcr=0.0):
+    """Grade probabilities (D, 3) and the tolerance memory (D,) from per-dose exposures ``x`` (D,)."""
+    x = jnp.where(present, x, 0.0)  # finite everywhere, so gradients stay finite
+    mem = tolerance_memory(x, dose_t, present, c["CRS_TOL_TAU"])
+    shift = -c["CRS_TOL"] * mem + c["CRS_PRIOR_TCR"] * prior_tcr + eta
+    s = c["CRS_BETA"] * x + shift
+    probs = jax.nn.sigmoid(thresholds(c)[None, :] + s[:, None])
+    return jnp.where(present[:, None], probs, jnp.nan), mem, shift
+
+
+def crs_per_dose(seg_t, seg_il6, il6_0, dose_t, dose_mask, c: Mapping, eta=0.0, prior_tcr=0.0):
+    """Per-dose CRS probabilities and onset for one patient (pure JAX; vmap over patients).
+
+    Args:
+        seg_t, seg_il6: per-segment samples (see :func:`qsp.simulate.solve_events_windows`).
+        il6_0: the patient's baseline IL-6 (pg/mL).
+        dose_t, dose_mask: (D,) drug dose times (day, padded with ``+inf``) and real-dose flags.
+        c: CRS parameters (:data:`CRS_PARAMS` names).
+        eta: patient-level CRS sensitivity (log-odds); ``prior_tcr``: 1 after prior T-cell-redirecting therapy.
+
+    Returns:
+        dict of (D,) arrays: ``il6_predose`` and ``il6_peak`` (pg/mL), ``il6_peak_h`` (hours after the
+        dose), ``exposure`` (x, log rise), ``tolerance`` (M), ``p_any``, ``p_g2plus``, ``p_g3plus``,
+        ``onset_h`` (median onset given CRS); NaN for doses outside the horizon.
+    """
+    e = per_dose_exposure(seg_t, seg_il6, il6_0, dose_t, dose_mask)
+    x = e["x"] - e["x_start"]
+    probs, mem, shift = probabilities(x, dose_t, e["present"], c, eta, prior_tcr)
+    start = jnp.where(e["present"], e["x_start"], 0.0)
+    base = thresholds(c)[0] + shift - c["CRS_BETA"] * start
+    onset = _median_onset_h(e["run"], e["inside"], e["times"], dose_t, base, c["CRS_BETA"])
+    return {"il6_predose": il6_0 * jnp.exp(e["x_start"]), "il6_peak": e["peak"], "il6_peak_h": e["t_peak_h"],
+            "exposure": jnp.where(e["present"], x, jnp.nan), "tolerance": mem,
+            "p_any": probs[:, 0], "p_g2plus": probs[:, 1], "p_g3plus": probs[:, 2], "onset_h": onset}

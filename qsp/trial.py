@@ -1,0 +1,332 @@
+"""Virtual trials: a sampled population through one compiled, batched solve, with CRS per dose.
+
+``run_trial(card, regimen, population)`` builds every patient's dose events (mg/kg and per-m2 doses
+scaled by that patient's weight/BSA; label premedication for the patients who get it), then solves
+all patients with one compiled function (``jit(vmap(...))``, split over the host's CPU devices with
+``pmap`` when there are several) in fixed-size chunks, so that N = 100,000 runs in bounded memory.
+Per patient it returns the output time courses, the solver status (one failing patient is flagged,
+the others complete) and per-dose CRS probabilities from :mod:`qsp.crs`, computed inside the same
+compiled call from per-segment IL-6 samples.
+
+Population summaries: :meth:`TrialResult.crs_by_dose` (per-dose incidence by grade, the labels' "CRS
+after step-up dose 1: 42%") and :meth:`TrialResult.bands` (median and 5-95% band per output).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .crs import crs_params, crs_per_dose
+from .drugrun import drug_doses, with_premedication
+from .errors import InputError
+from .events import EventArrays, regimen_to_events
+from .model import Model
+from .population import VirtualPopulation
+from .regimen import Regimen
+from .simulate import STATUS_OK, SolverConfig, solve_events_windows
+from .units import Covariates
+
+BAND_OUTPUTS = ("conc_ug_per_ml", "il6_pg_per_ml", "blood_t_cells_per_ul", "tumour_cells")
+CRS_KEYS = ("il6_predose", "il6_peak", "il6_peak_h", "exposure", "tolerance", "p_any", "p_g2plus", "p_g3plus", "onset_h")
+DEFAULT_CHUNK = 2048
+SEG_POINTS = 48
+
+
+def _patient(model: Model, cfg: SolverConfig, seg_points: int, out_names: tuple, p, ev, ts, dose_t, dose_mask, c,
+             eta, tcr):
+    sol = solve_events_windows(model, cfg, p, ev, ts, None, seg_points=seg_points)
+    outs = jax.vmap(lambda t, y: model.outputs(t, y, p))(ts, sol.ys)
+    il6 = jax.vmap(jax.vmap(lambda t, y: model.outputs(t, y, p)["il6_pg_per_ml"]))(sol.seg_t, sol.seg_y)
+    crs = crs_per_dose(sol.seg_t, il6, p["IL6_0"], dose_t, dose_mask, c, eta, tcr)
+    return {k: outs[k] for k in out_names}, sol.status, sol.n_steps, crs
+
+
+AXES = (0, 0, None, None, None, None, 0, 0)
+
+
+def patient_batch_fn(model: Model, cfg: SolverConfig, seg_points: int = SEG_POINTS, out_names=BAND_OUTPUTS):
+    """The un-jitted batched function ``(params, events, ts, dose_t, dose_mask, crs, eta, prior_tcr)``.
+
+    Per-patient arguments carry a leading axis; ``ts``, dose times and CRS parameters are shared. Pure
+    JAX: wrap it in ``jax.grad`` for sensitivities of population CRS risk.
+    """
+    return jax.vmap(functools.partial(_patient, model, cfg, seg_points, tuple(out_names)), in_axes=AXES)
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_trial(model: Model, cfg: SolverConfig, seg_points: int, out_names: tuple, n_dev: int):
+    fn = patient_batch_fn(model, cfg, seg_points, out_names)
+    if n_dev > 1:
+        return jax.pmap(fn, in_axes=AXES)
+    return jax.jit(fn)
+
+
+def host_devices() -> int:
+    """CPU devices JAX exposes (``qsp`` asks for one per core at import, unless XLA_FLAGS says otherwise)."""
+    try:
+        return max(1, jax.local_device_count())
+    except RuntimeError:  # pragma: no cover
+        return 1
+
+
+def population_events(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covariates) -> EventArrays:
+    """Per-patient event arrays (leading patient axis) without a Python loop over patients.
+
+    Each event's amount is linear in body size: ``a = a_ref (1 + k_w (WT/WT_ref - 1) + k_b (BSA/BSA_ref - 1))``,
+    where ``k_w`` (1 for mg/kg doses) and ``k_b`` (1 for per-m2 doses) are read off by compiling the
+    regimen at doubled weight and doubled BSA. Patients with ``premed = 1`` get the label premedication.
+    """
+    w_ref = float(ref.weight_kg or 70.0)
+    bsa_ref = ref.bsa() or 1.8
+    variants = []
+    for premed in ("none", "label"):
+        reg = with_premedication(regimen, premed)
+        e0 = regimen_to_events(model, reg, Covariates(weight_kg=w_ref, bsa_m2=bsa_ref))
+        ew = regimen_to_events(model, reg, Covariates(weight_kg=2 * w_ref, bsa_m2=bsa_ref))
+        eb = regimen_to_events(model, reg, Covariates(weight_kg=w_ref, bsa_m2=2 * bsa_ref))
+        variants.append((e0, ew, eb))
+    nj = max(v[0].n_jumps for v in variants)
+    ni = max(v[0].n_infusions for v in variants)
+    fills = dict(jump_time=0.0, jump_amount=0.0, jump_state=0, jump_route=0, jump_reset=False, jump_mask=False,
+                 inf_start=0.0, inf_duration=1.0, inf_amount=0.0, inf_state=0, inf_route=0, inf_mask=False)
+
+    def padded(e: EventArrays) -> dict:
+        out = {}
+        for name in EventArrays._fields:
+            a = getattr(e, name)
+            n = nj if name.startswith("jump") else ni
+            b = np.full(n, fills[name], dtype=a.dtype)
+            b[: a.shape[0]] = a
+            out[name] = b
+        return out
+
+    def slope(x0, x1):
+        return np.where(x0 != 0, x1 / np.where(x0 != 0, x0, 1.0) - 1.0, 0.0)
+
+    tabs = []
+    for e0, ew, eb in variants:
+        p0, pw, pb = padded(e0), padded(ew), padded(eb)
+        tabs.append((p0, {k: slope(p0[k], pw[k]) for k in ("jump_amount", "inf_amount")},
+                     {k: slope(p0[k], pb[k]) for k in ("jump_amount", "inf_amount")}))
+    which = pop.covariates["premed"].to_numpy().astype(int)
+    rel_w = pop.covariates["weight_kg"].to_numpy() / w_ref - 1.0
+    rel_b = (pop.covariates["bsa_m2"].to_numpy() / bsa_ref - 1.0) if "bsa_m2" in pop.covariates else 0.0 * rel_w
+    cols = {}
+    for name in EventArrays._fields:
+        stacked = np.stack([t[0][name] for t in tabs])[which]
+        if name in ("jump_amount", "inf_amount"):
+            kw = np.stack([t[1][name] for t in tabs])[which]
+            kb = np.stack([t[2][name] for t in tabs])[which]
+            stacked = stacked * (1.0 + kw * rel_w[:, None] + kb * rel_b[:, None])
+        cols[name] = stacked
+    return EventArrays(**cols)
+
+
+@dataclass
+class TrialResult:
+    """A simulated virtual trial.
+
+    ``times`` are days since the first dose (day 1 = first dose in tables: ``day = time + 1``);
+    ``outputs[name]`` (N, n_times); ``crs[key]`` (N, n_doses) per :func:`qsp.crs.crs_per_dose`;
+    ``status`` (N,) 0 = ok; ``doses`` one row per drug dose.
+    """
+
+    model: Model
+    regimen: Regimen
+    population: VirtualPopulation
+    times: np.ndarray
+    outputs: dict[str, np.ndarray]
+    status: np.ndarray
+    n_steps: np.ndarray
+    crs: dict[str, np.ndarray]
+    doses: pd.DataFrame
+    crs_parameters: dict[str, float]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == STATUS_OK
+
+    def crs_by_dose(self) -> pd.DataFrame:
+        """Population per-dose CRS incidence (% of evaluable patients) by grade and median onset (h).
+
+        Incidence is the expected percentage, the mean of the patients' probabilities; the median onset
+        is the probability-weighted median of the patients' median onsets.
+        """
+        ok = self.ok
+        rows = []
+        for k, d in self.doses.iterrows():
+            p1 = self.crs["p_any"][ok, k]
+            present = np.isfinite(p1)
+            if not present.any():
+                continue
+            on = self.crs["onset_h"][ok, k][present]
+            w = p1[present]
+            sel = np.isfinite(on) & (w > 0)
+            rows.append({"dose_no": int(d.dose_no), "day": float(d.day), "dose": float(d.dose),
+                         "crs_any_pct": 100.0 * float(np.mean(p1[present])),
+                         "crs_g2plus_pct": 100.0 * float(np.mean(self.crs["p_g2plus"][ok, k][present])),
+                         "crs_g3plus_pct": 100.0 * float(np.mean(self.crs["p_g3plus"][ok, k][present])),
+                         "median_onset_h": weighted_median(on[sel], w[sel]) if sel.any() else float("nan"),
+                         "unit": d.unit, "route": d.route,
+                         "il6_peak_median_pg_per_ml": float(np.median(self.crs["il6_peak"][ok, k][present])),
+                         "n_evaluable": int(present.sum())})
+        return pd.DataFrame(rows)
+
+    def any_crs_pct(self) -> dict[str, float]:
+        """Expected % of patients with at least one CRS event of each grade over the horizon.
+
+        Given a patient's parameters and sensitivity, doses are taken as independent:
+        ``P(any) = 1 - prod_k (1 - P_k)``.
+        """
+        out = {}
+        for key in ("p_any", "p_g2plus", "p_g3plus"):
+            p = np.nan_to_num(self.crs[key][self.ok], nan=0.0)
+            out[key] = 100.0 * float(np.mean(1.0 - np.prod(1.0 - p, axis=1)))
+        return out
+
+    def bands(self, q=(5.0, 50.0, 95.0)) -> pd.DataFrame:
+        """Median and 5-95% band of every stored output over evaluable patients, per output time."""
+        df = pd.DataFrame({"time_day": self.times + 1.0})
+        ok = self.ok
+        for name, v in self.outputs.items():
+            lo, med, hi = np.percentile(v[ok], q, axis=0) if ok.any() else (np.full(len(self.times), np.nan),) * 3
+            df[f"{name}_p05"] = lo
+            df[f"{name}_median"] = med
+            df[f"{name}_p95"] = hi
+        return df
+
+    def patients(self) -> pd.DataFrame:
+        """One row per patient and dose: covariates, status and the per-dose CRS quantities."""
+        n, nd = self.crs["p_any"].shape
+        cov = self.population.covariates
+        df = cov.loc[np.repeat(np.arange(n), nd)].reset_index(drop=True)
+        df.insert(1, "dose_no", np.tile(self.doses.dose_no.to_numpy(), n))
+        df["status"] = np.repeat(self.status, nd)
+        for k in CRS_KEYS:
+            df[k] = self.crs[k].reshape(-1)
+        return df
+
+
+def weighted_median(x, w) -> float:
+    o = np.argsort(x, kind="stable")
+    x, w = np.asarray(x)[o], np.asarray(w)[o]
+    c = np.cumsum(w)
+    return float(x[np.searchsorted(c, 0.5 * c[-1])])
+
+
+def dose_schedule(regimen: Regimen, days: float) -> pd.DataFrame:
+    """Drug doses (premedication excluded) inside ``[0, days]``: dose_no, time (day), day, dose, unit, route."""
+    rows = []
+    for i, d in enumerate(d for d in drug_doses(regimen.in_unit("day")) if d.time <= days):
+        rows.append({"dose_no": i + 1, "time": float(d.time), "day": float(d.time) + 1.0, "dose": float(d.amount),
+                     "unit": d.unit, "route": d.route})
+    return pd.DataFrame(rows)
+
+
+def _pad_rows(a, n):
+    a = np.asarray(a)
+    if a.shape[0] == n:
+        return a
+    return np.concatenate([a, np.repeat(a[-1:], n - a.shape[0], axis=0)])
+
+
+def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covariates, *, days: float = 35.0,
+              outputs_per_day: int = 1, seg_points: int = SEG_POINTS, chunk_size: int = DEFAULT_CHUNK,
+              crs: Mapping[str, float] | None = None, params: Mapping | None = None, solver: str = "tsit5",
+              rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096, progress: bool = False,
+              out_names: Sequence[str] = BAND_OUTPUTS, devices: int | None = None,
+              follow_up_days: float = 7.0) -> TrialResult:
+    """Simulate every patient of ``pop`` on ``regimen`` for ``days`` days, with CRS per dose.
+
+    Args:
+        ref: the reference covariates (the card's patient; weight scaling of doses and allometry).
+        outputs_per_day: output grid density for the time courses (1 = daily).
+        seg_points: samples per integration segment for per-dose IL-6 peaks and onset.
+        chunk_size: patients per compiled call (memory bound); the last chunk is padded.
+        params: scalar overrides of typical values, or per-patient arrays (applied after the population).
+        progress: show a progress bar (stderr) over chunks.
+        follow_up_days: the horizon is extended (if needed) to this long after the last dose given within
+            ``days``, so the last dose's CRS window is not cut short.
+    """
+    if not (isinstance(days, (int, float)) and days > 0):
+        raise InputError(f"days must be a positive number, got {days!r}", field="days")
+    if not (isinstance(outputs_per_day, int) and outputs_per_day >= 1):
+        raise InputError(f"outputs_per_day must be a positive integer, got {outputs_per_day!r}",
+                         field="outputs_per_day")
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise InputError(f"chunk_size must be a positive integer, got {chunk_size!r}", field="chunk_size")
+    unknown = [k for k in out_names if k not in model.output_info]
+    if unknown:
+        raise InputError(f"unknown output(s) {unknown}; allowed: {', '.join(model.output_info)}", field="outputs")
+    cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    c = crs_params(crs)
+    n = pop.n
+    doses = dose_schedule(regimen, days)
+    if doses.empty:
+        raise InputError(f"the regimen has no drug dose within the first {days} days", field="regimen")
+    dose_t = doses.time.to_numpy(float)
+    horizon = max(float(days), float(dose_t[-1]) + float(follow_up_days))
+    ts = np.linspace(0.0, horizon, int(round(horizon * outputs_per_day)) + 1)
+    dose_mask = np.ones(len(dose_t), bool)
+
+    base = model.params({k: v for k, v in (params or {}).items() if np.ndim(v) == 0})
+    per = {k: np.broadcast_to(np.asarray(v, float), (n,)) for k, v in pop.params.items()}
+    per.update({k: np.broadcast_to(np.asarray(v, float), (n,)) for k, v in (params or {}).items() if np.ndim(v) > 0})
+    for k in per:
+        if k not in base:
+            raise InputError(f"unknown parameter {k!r}; allowed: {', '.join(base)}", field="params")
+    pb = {k: np.array(per[k], dtype=float) if k in per else np.full(n, float(v)) for k, v in base.items()}
+    ev = population_events(model, regimen, pop, ref)
+    eta = pop.covariates["eta_crs"].to_numpy(float)
+    tcr = pop.covariates["prior_tcr"].to_numpy(float)
+
+    n_dev = host_devices() if devices is None else max(1, int(devices))
+    chunk = min(chunk_size, n)
+    chunk = -(-chunk // n_dev) * n_dev
+    fn = compiled_trial(model, cfg, int(seg_points), tuple(out_names), n_dev)
+    c_j = {k: jnp.asarray(v) for k, v in c.items()}
+    shared = (jnp.asarray(ts), jnp.asarray(dose_t), jnp.asarray(dose_mask), c_j)
+
+    def shard(a):
+        a = np.asarray(a)
+        return a.reshape((n_dev, a.shape[0] // n_dev) + a.shape[1:]) if n_dev > 1 else a
+
+    def unshard(a):
+        a = np.asarray(a)
+        return a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]) if n_dev > 1 else a
+
+    starts = list(range(0, n, chunk))
+    it = starts
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(starts, desc=f"{n} patients", unit="chunk", leave=False)
+    pieces = []
+    timings = {}
+    for s in it:
+        sl = slice(s, min(s + chunk, n))
+        m = sl.stop - sl.start
+        args = ({k: shard(_pad_rows(v[sl], chunk)) for k, v in pb.items()},
+                EventArrays(*[shard(_pad_rows(getattr(ev, f)[sl], chunk)) for f in EventArrays._fields]))
+        t0 = time.perf_counter()
+        out = fn(*args, *shared, shard(_pad_rows(eta[sl], chunk)), shard(_pad_rows(tcr[sl], chunk)))
+        out = jax.tree_util.tree_map(lambda a: unshard(a)[:m], jax.block_until_ready(out))
+        timings.setdefault("first_chunk_s", time.perf_counter() - t0)
+        pieces.append(out)
+    outs = {k: np.concatenate([p[0][k] for p in pieces]) for k in out_names}
+    status = np.concatenate([p[1] for p in pieces]).astype(int)
+    steps = np.concatenate([p[2] for p in pieces]).astype(int)
+    crs_out = {k: np.concatenate([p[3][k] for p in pieces]) for k in CRS_KEYS}
+    bad = status != STATUS_OK
+    for k in crs_out:
+        crs_out[k][bad] = np.nan
+    return TrialResult(model, regimen, pop, ts, outs, status, steps, crs_out, doses, c, timings)
