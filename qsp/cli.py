@@ -3,6 +3,9 @@
 ``qsp simulate --model pk-2cmt --dataset data.csv --param CL=0.2 ... --out results/`` reads a NONMEM-style
 dataset (:mod:`qsp.io.nonmem`), simulates every ID in one batched call of :func:`qsp.simulate.simulate`
 and writes ``predictions.csv`` (every input row, in input order, with ``CP``) and ``cp.png``.
+``qsp simulate --drug NAME`` simulates a drug's model card for its typical patient; with ``--patients N``
+it runs a virtual trial (:func:`qsp.trial.run_card_trial`; tables, plot and summary from
+:mod:`qsp.trial_report`) and prints the CRS incidence per dose by grade.
 
 User mistakes (a bad file, parameter, flag or record) end with one line on stderr starting with
 ``error:`` and exit code 2, never a traceback, and leave no output behind: files are written to a
@@ -51,6 +54,26 @@ AMT, EVID, CMT, RATE, II, ADDL, MDV, DV and covariate columns (kept).
   / --param D2=... (modelled rate / duration).
 Output: DIR/predictions.csv (every input row, in input order, plus CP =
   central amount / V1 in AMT units per volume unit) and DIR/cp.png.
+
+Drug mode, one typical patient (timecourse.csv, doses.csv, timecourse.png):
+
+\b
+  qsp simulate --drug teclistamab --days 35 --out tec/
+
+Drug mode, a virtual population with CRS per dose (--patients N):
+
+\b
+  qsp simulate --drug teclistamab --patients 1000 --seed 1 --out trial/
+
+\b
+  Patients vary (IIV, weight, T cells, tumour burden, CRS sensitivity);
+  --premed defaults to label (dexamethasone before the step-up doses) here,
+  to none for one patient. Prints the CRS incidence per dose by grade and
+  writes DIR/crs_by_dose.csv, population_timecourse.csv (median and 5-95%
+  band per day; --outputs-per-day K for a finer grid), patients.csv (per
+  patient and dose, with covariates), population.png and summary.json.
+  The same --seed gives identical files. A progress bar (stderr) shows by
+  default above 2048 patients (--progress / --no-progress).
 """
 
 
@@ -123,8 +146,22 @@ def simulate(
                                                         "(day,dose,unit,route[,infusion_h]); default: the card's.",
                                                    show_default=False)] = None,
     days: Annotated[float, typer.Option("--days", metavar="D", help="With --drug: days to simulate.")] = 35.0,
-    premed: Annotated[str, typer.Option("--premed", metavar="none|label",
-                                        help="With --drug: premedication (label = dexamethasone 16 mg).")] = "none",
+    premed: Annotated[Optional[str], typer.Option(
+        "--premed", metavar="none|label", help="With --drug: premedication (label = dexamethasone 16 mg); default: "
+                                               "none for one patient, label with --patients.",
+        show_default=False)] = None,
+    patients: Annotated[Optional[int], typer.Option(
+        "--patients", metavar="N", help="With --drug: simulate N virtual patients (population mode, CRS per dose).",
+        show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", metavar="S",
+                                                help="With --patients: random seed of the population [default: 0].",
+                                                show_default=False)] = None,
+    outputs_per_day: Annotated[Optional[int], typer.Option(
+        "--outputs-per-day", metavar="K", help="With --patients: time-course points per day [default: 1].",
+        show_default=False)] = None,
+    progress: Annotated[Optional[bool], typer.Option(
+        "--progress/--no-progress", help="With --patients: progress bar on stderr [default: on above 2048 patients].",
+        show_default=False)] = None,
 ) -> None:
     """Simulate a NONMEM dataset with a PK model (--model), or a drug's TCE model card (--drug)."""
     try:
@@ -144,8 +181,19 @@ def simulate(
         if max_steps < 1:
             raise InputError(f"must be a positive integer, got {max_steps}", field="--max-steps")
         opts = _SolveOptions(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-        if drug is not None:
-            files = _simulate_drug(drug, regimen, days, premed)
+        pop_opts = {"--patients": patients, "--seed": seed, "--outputs-per-day": outputs_per_day,
+                    "--progress": progress}
+        if patients is None:
+            for name, v in pop_opts.items():
+                if v is not None and name != "--patients":
+                    raise InputError(f"{name} needs --patients N (population mode)", field=name)
+        if patients is not None and drug is None:
+            raise InputError("--patients needs --drug NAME", field="--patients")
+        if drug is not None and patients is not None:
+            files = _simulate_population(drug, regimen, days, premed, patients, seed, outputs_per_day, progress,
+                                         opts)
+        elif drug is not None:
+            files = _simulate_drug(drug, regimen, days, "none" if premed is None else premed)
         else:
             if dataset is None:
                 raise InputError("--model needs --dataset FILE", field="--dataset")
@@ -369,11 +417,30 @@ def _simulate_drug(drug: str, regimen: str | None, days: float, premed: str) -> 
     """
     import io
 
+    from .drugrun import plot_drug_run, run_drug
+
+    card, reg, _ = _drug_card_and_regimen(drug, regimen, days, premed)
+    run = run_drug(card, reg, days=days, premed=premed)
+    buf = io.BytesIO()
+    plot_drug_run(run, buf)
+    return {"timecourse.csv": run.timecourse.to_csv(index=False).encode(),
+            "doses.csv": run.doses.to_csv(index=False).encode(), "timecourse.png": buf.getvalue(),
+            "_table": run.doses.to_string(index=False, float_format=lambda x: f"{x:.4g}")}
+
+
+def _drug_card_and_regimen(drug: str, regimen: str | None, days: float, premed: str):
+    """Validate ``--drug``, ``--premed``, ``--days`` and ``--regimen``; return (card, regimen, regimen name).
+
+    The regimen name is the label regimen's name, or the CSV file as given.
+    """
     from .cards import load_card
-    from .drugrun import PREMED_OPTIONS, plot_drug_run, run_drug
+    from .drugrun import PREMED_OPTIONS
     from .io.regimen_csv import read_regimen_csv
 
-    card = load_card(drug)
+    try:
+        card = load_card(drug)
+    except InputError as e:
+        raise InputError(str(e), field="--drug") from None
     if premed not in PREMED_OPTIONS:
         raise InputError(f"unknown premedication {premed!r}; allowed: {', '.join(PREMED_OPTIONS)}", field="--premed")
     if not (math.isfinite(days) and days > 0):
@@ -383,18 +450,68 @@ def _simulate_drug(drug: str, regimen: str | None, days: float, premed: str) -> 
         if not path.is_file():
             raise InputError(f"regimen file not found: {regimen}", field="--regimen")
         reg = read_regimen_csv(path, until_day=days + 1)
-    else:
-        name = regimen or card.default_regimen
-        if name not in card.label_regimens():
-            raise InputError(f"unknown regimen {name!r} for {card.name}; allowed: {', '.join(card.label_regimens())} "
-                             "or a regimen CSV file", field="--regimen")
-        reg = card.regimen(name, until_day=days + 1)
-    run = run_drug(card, reg, days=days, premed=premed)
-    buf = io.BytesIO()
-    plot_drug_run(run, buf)
-    return {"timecourse.csv": run.timecourse.to_csv(index=False).encode(),
-            "doses.csv": run.doses.to_csv(index=False).encode(), "timecourse.png": buf.getvalue(),
-            "_table": run.doses.to_string(index=False, float_format=lambda x: f"{x:.4g}")}
+        return card, reg, regimen
+    name = regimen or card.default_regimen
+    if name not in card.label_regimens():
+        raise InputError(f"unknown regimen {name!r} for {card.name}; allowed: {', '.join(card.label_regimens())} "
+                         "or a regimen CSV file", field="--regimen")
+    return card, card.regimen(name, until_day=days + 1), name
+
+
+# --------------------------------------------------------------------------------------------------
+# population mode
+# --------------------------------------------------------------------------------------------------
+def _simulate_population(drug: str, regimen: str | None, days: float, premed: str | None, patients: int,
+                         seed: int | None, outputs_per_day: int | None, progress: bool | None,
+                         opts: _SolveOptions) -> dict:
+    """``--drug NAME --patients N [--seed S] [--outputs-per-day K] [--progress]``: a virtual trial.
+
+    Returns the bytes of ``crs_by_dose.csv``, ``population_timecourse.csv``, ``patients.csv``,
+    ``population.png`` and ``summary.json``, and the printed table (``_table``).
+    """
+    from . import trial_report as rep
+    from .trial import DEFAULT_CHUNK, run_card_trial
+
+    premed = "label" if premed is None else premed
+    seed = 0 if seed is None else seed
+    outputs_per_day = 1 if outputs_per_day is None else outputs_per_day
+    if patients < 1:
+        raise InputError(f"must be a positive integer, got {patients}", field="--patients")
+    if seed < 0:
+        raise InputError(f"must be a non-negative integer, got {seed}", field="--seed")
+    if outputs_per_day < 1:
+        raise InputError(f"must be a positive integer, got {outputs_per_day}", field="--outputs-per-day")
+    card, reg, reg_name = _drug_card_and_regimen(drug, regimen, days, premed)
+    # Only the doses inside the horizon: the CRS layer counts doses at t <= days, and a later dose
+    # still simulated would add its IL-6 rise to the window of the last counted dose.
+    reg = reg.in_unit("day").until(days)
+    if progress is None:
+        progress = patients > DEFAULT_CHUNK
+    trial = run_card_trial(card, reg, patients=patients, seed=seed, days=days, premed=premed, progress=progress,
+                           outputs_per_day=outputs_per_day, solver=opts.solver, rtol=opts.rtol, atol=opts.atol,
+                           max_steps=opts.max_steps)
+    warnings = []
+    nf = rep.n_failed(trial)
+    if nf:
+        from .simulate import STATUS_TEXT
+
+        why = ", ".join(f"{k} x {STATUS_TEXT.get(c, f'status {c}')}" for c, k in rep.failure_counts(trial).items())
+        warnings.append(f"{nf} of {patients} patients failed to solve ({why}); they are left out of the summaries "
+                        "(status column of patients.csv)")
+    is_label = reg_name in card.label_regimens()
+    published = rep.published_crs(card.name, reg_name if is_label else None)
+    note = f"label regimen {published['regimen'].iloc[0]}" if len(published) and not is_label else ""
+    title = (f"{card.name}, regimen {reg_name}: {patients} virtual patients (seed {seed}), premedication {premed}")
+    return {
+        "crs_by_dose.csv": rep.crs_csv(trial),
+        "population_timecourse.csv": rep.bands_csv(trial),
+        "patients.csv": rep.patients_csv(trial),
+        "population.png": rep.plot_population(trial, title=title, published=published, published_note=note),
+        "summary.json": rep.summary_json(trial, drug=card.name, regimen=reg_name, patients=patients, seed=seed,
+                                         days=days, premed=premed, outputs_per_day=outputs_per_day),
+        "_table": rep.format_crs_table(trial),
+        "_warnings": warnings,
+    }
 
 
 @app.command("drugs")

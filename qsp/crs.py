@@ -140,6 +140,7 @@ def tolerance_memory(x, dose_t, present, tau):
     xj = jnp.where(present, x, 0.0)
     dt = dose_t[:, None] - dose_t[None, :]
     earlier = (jnp.arange(x.shape[0])[None, :] < jnp.arange(x.shape[0])[:, None]) & present[None, :]
+    earlier = earlier & jnp.isfinite(dose_t)[:, None]  # +inf padding: exp(-inf) = 0, but its tau-gradient is NaN
     w = jnp.where(earlier, jnp.exp(-jnp.where(earlier, dt, 0.0) / tau), 0.0)
     return w @ xj
 

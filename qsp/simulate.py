@@ -62,6 +62,7 @@ class SolverConfig:
     atol: float = 1e-9
     max_steps: int = 4096
     dtmin: float | None = None
+    checkpoints: int | None = None  # reverse mode: steps stored per segment (None: diffrax's binomial default)
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -181,7 +182,8 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
             subs.append(diffrax.SubSaveAt(ts=a + (b - a) * frac))
         sol = diffrax.diffeqsolve(term, solver, t0=a, t1=b, dt0=None, y0=y, args=(p, rate),
                                   saveat=diffrax.SaveAt(subs=subs),
-                                  stepsize_controller=controller, max_steps=cfg.max_steps, throw=False)
+                                  stepsize_controller=controller, max_steps=cfg.max_steps, throw=False,
+                                  adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=cfg.checkpoints))
         y_end, ys = sol.ys[0][0], sol.ys[1]
         seg = (a + (b - a) * frac, sol.ys[2]) if seg_points else (jnp.zeros((0,)), jnp.zeros((0, n_states)))
         out = jnp.where((k_out == k)[:, None], ys, out)

@@ -269,6 +269,7 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
         raise InputError(f"unknown output(s) {unknown}; allowed: {', '.join(model.output_info)}", field="outputs")
     cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     c = crs_params(crs)
+    regimen = regimen.in_unit("day").until(float(days))  # no dose after the reported ones is simulated
     n = pop.n
     doses = dose_schedule(regimen, days)
     if doses.empty:
@@ -330,3 +331,25 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
     for k in crs_out:
         crs_out[k][bad] = np.nan
     return TrialResult(model, regimen, pop, ts, outs, status, steps, crs_out, doses, c, timings)
+
+
+def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000, seed: int = 0,
+                   days: float = 35.0, premed: str = "label", progress: bool = False, **kw) -> TrialResult:
+    """A virtual trial of a drug card: its population spec, its reference patient, its CRS priors.
+
+    Args:
+        card: a :class:`qsp.cards.DrugCard`.
+        regimen: default the card's label regimen (doses up to ``days``).
+        premed: ``label`` (every patient gets the label's dexamethasone) or ``none``.
+        **kw: passed to :func:`run_trial` (``outputs_per_day``, ``chunk_size``, ``params``, ...).
+    """
+    from .population import population_spec, sample_population
+
+    if premed not in ("none", "label"):
+        raise InputError(f"unknown premedication {premed!r}; allowed: none, label", field="premed")
+    model, ref = card.model(), card.covariates()
+    spec = population_spec(card, premed_fraction=1.0 if premed == "label" else 0.0)
+    pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm)
+    reg = regimen if regimen is not None else card.regimen(until_day=days + 1)
+    crs = {**card.crs_values(), **dict(kw.pop("crs", None) or {})}
+    return run_trial(model, reg, pop, ref, days=days, progress=progress, crs=crs, **kw)

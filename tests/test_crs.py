@@ -1,0 +1,211 @@
+"""CRS observation layer (qsp.crs) on synthetic per-segment IL-6 samples: no ODE solve needed."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qsp  # noqa: F401  (enables float64)
+from qsp.crs import CRS_DEFAULTS, crs_params, crs_per_dose, thresholds
+from qsp.errors import InputError
+
+IL6_0 = 3.0
+K = 17
+DT = 0.25  # segment length (day); bump peaks and lags are multiples of it, so peaks are sampled exactly
+C = crs_params()
+CRS = jax.jit(crs_per_dose)  # eager dispatch of every op is slow; compile once per shape
+
+
+def logit(p):
+    p = np.asarray(p, float)
+    return np.log(p) - np.log1p(-p)
+
+
+def segments(t_end, dose_times):
+    """(n_seg, K) sample times: segments of DT days, cut at every dose time (as the solver cuts at events)."""
+    edges = np.unique(np.concatenate([np.arange(0.0, t_end + DT / 2, DT), [t for t in dose_times if t < t_end]]))
+    a, b = edges[:-1], edges[1:]
+    return a[:, None] + (b - a)[:, None] * np.linspace(0.0, 1.0, K)[None, :]
+
+
+def il6_curve(seg_t, bumps, level=1.0):
+    """IL-6 = IL6_0 * level * exp(sum h g((t - t0 - lag)/tp)), g(u) = u e^(1-u) (peak 1 at u = 1)."""
+    logf = np.zeros_like(seg_t)
+    for t0, h, tp, lag in bumps:
+        u = (seg_t - t0 - lag) / tp
+        logf += np.where(u > 0, h * u * np.exp(1.0 - u), 0.0)
+    return IL6_0 * level * np.exp(logf)
+
+
+def doses(times, n_pad=1):
+    t = np.array(list(times) + [np.inf] * n_pad, float)
+    return t, np.isfinite(t)
+
+
+def run(seg_t, il6, dose_t, mask, c=C, eta=0.0, prior_tcr=0.0):
+    out = CRS(jnp.asarray(seg_t), jnp.asarray(il6), IL6_0, jnp.asarray(dose_t), jnp.asarray(mask),
+              {k: float(v) for k, v in c.items()}, float(eta), float(prior_tcr))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def single_dose(h, tp=0.5, lag=0.0, t_end=7.0, **kw):
+    dose_t, mask = doses([0.0])
+    seg_t = segments(t_end, dose_t)
+    return run(seg_t, il6_curve(seg_t, [(0.0, h, tp, lag)]), dose_t, mask, **kw)
+
+
+def two_doses(gap, h=1.0, c=C, t_end=49.0):
+    dose_t, mask = doses([0.0, gap])
+    seg_t = segments(t_end, dose_t)  # same shape for every gap (one compile)
+    return run(seg_t, il6_curve(seg_t, [(0.0, h, 0.5, 0.0), (gap, h, 0.5, 0.0)]), dose_t, mask, c=c)
+
+
+def test_probabilities_in_unit_interval_and_ordered_by_grade():
+    for h in (0.0, 0.3, 1.0, 3.0):
+        for eta in (-2.0, 0.0, 2.0):
+            r = single_dose(h, eta=eta)
+            p1, p2, p3 = r["p_any"][0], r["p_g2plus"][0], r["p_g3plus"][0]
+            assert 0.0 <= p3 <= p2 <= p1 <= 1.0
+            assert p1 > p2 > p3  # thresholds strictly ordered (DELTA2, DELTA3 > 0)
+
+
+def test_probabilities_rise_strictly_with_il6_peak():
+    hs = np.array([0.05, 0.2, 0.5, 1.0, 2.0])
+    rs = [single_dose(h) for h in hs]
+    x = np.array([r["exposure"][0] for r in rs])
+    np.testing.assert_allclose(x, hs, rtol=1e-9)  # x = log fold rise to the (exactly sampled) peak
+    for key in ("p_any", "p_g2plus"):
+        p = np.array([r[key][0] for r in rs])
+        assert np.all(np.diff(p) > 0), (key, p)
+    p3 = np.array([r["p_g3plus"][0] for r in rs])
+    assert np.all(np.diff(p3) >= 0) and p3[-1] > p3[0]
+    # proportional odds: logit P(>=1) = THETA1 + BETA x for a first dose (no tolerance yet)
+    p1 = np.array([r["p_any"][0] for r in rs])
+    np.testing.assert_allclose(logit(p1), C["CRS_THETA1"] + C["CRS_BETA"] * hs, rtol=1e-9)
+
+
+def test_flat_il6_gives_threshold_probabilities():
+    """A plateau (even above baseline) adds no exposure: P = sigmoid(threshold + shift)."""
+    dose_t, mask = doses([0.0, 7.0])
+    seg_t = segments(14.0, dose_t)
+    il6 = il6_curve(seg_t, [], level=1.7)
+    eta, tcr = 0.4, 1.0
+    r = run(seg_t, il6, dose_t, mask, eta=eta, prior_tcr=tcr)
+    np.testing.assert_allclose(r["exposure"][:2], 0.0, atol=1e-12)
+    np.testing.assert_allclose(r["tolerance"][:2], 0.0, atol=1e-12)
+    shift = C["CRS_PRIOR_TCR"] * tcr + eta
+    expect = 1.0 / (1.0 + np.exp(-(np.asarray(thresholds(C)) + shift)))
+    for k, key in enumerate(("p_any", "p_g2plus", "p_g3plus")):
+        np.testing.assert_allclose(r[key][:2], expect[k], rtol=1e-12)
+    np.testing.assert_allclose(r["il6_predose"][:2], 1.7 * IL6_0, rtol=1e-12)
+    assert np.all(np.isnan(r["onset_h"][:2]))  # no rise, no onset
+
+
+def test_prior_tcr_lowers_and_eta_shifts_log_odds():
+    base = single_dose(0.5)
+    tcr = single_dose(0.5, prior_tcr=1.0)
+    for key in ("p_any", "p_g2plus", "p_g3plus"):
+        assert tcr[key][0] < base[key][0]
+        np.testing.assert_allclose(logit(tcr[key][0]) - logit(base[key][0]), C["CRS_PRIOR_TCR"], rtol=1e-8)
+    for eta in (-1.5, 0.7):
+        r = single_dose(0.5, eta=eta)
+        for key in ("p_any", "p_g2plus"):
+            np.testing.assert_allclose(logit(r[key][0]) - logit(base[key][0]), eta, rtol=1e-8)
+    assert single_dose(0.5, eta=1.0)["p_any"][0] > base["p_any"][0] > single_dose(0.5, eta=-1.0)["p_any"][0]
+
+
+def test_tolerance_from_earlier_dose_lowers_later_dose_and_decays_with_gap():
+    tau = C["CRS_TOL_TAU"]
+    gaps = [3.0, 7.0, 21.0, 42.0]
+    rs = [two_doses(g) for g in gaps]
+    for g, r in zip(gaps, rs):
+        # memory = x_1 exp(-gap / tau)
+        np.testing.assert_allclose(r["tolerance"][1], r["exposure"][0] * np.exp(-g / tau), rtol=1e-9)
+        assert r["tolerance"][0] == 0.0
+        assert r["p_any"][1] < r["p_any"][0]
+        assert r["p_g2plus"][1] < r["p_g2plus"][0]
+    p2 = np.array([r["p_any"][1] for r in rs])
+    assert np.all(np.diff(p2) > 0), p2  # the longer the pause, the more risk returns
+    # without tolerance the second (equal, well separated) surge carries the first dose's risk
+    r0 = two_doses(21.0, c={**C, "CRS_TOL": 0.0})
+    np.testing.assert_allclose(r0["p_any"][1], r0["p_any"][0], rtol=1e-3)
+    # a longer tolerance memory keeps the second dose's risk lower at the same gap
+    r_long = two_doses(21.0, c={**C, "CRS_TOL_TAU": 4 * tau})
+    assert r_long["p_any"][1] < rs[2]["p_any"][1]
+
+
+def test_onset_inside_window_and_later_for_later_rise():
+    early = single_dose(1.0, lag=0.0)
+    late = single_dose(1.0, lag=1.5)
+    for r in (early, late):
+        on = r["onset_h"][0]
+        assert np.isfinite(on) and 0.0 < on <= 7.0 * 24.0
+        assert on <= r["il6_peak_h"][0] + 1e-9  # half the risk is reached by the peak
+    assert late["onset_h"][0] > early["onset_h"][0] + 24.0
+    np.testing.assert_allclose(late["onset_h"][0] - early["onset_h"][0], 36.0, atol=0.5)
+    np.testing.assert_allclose(late["il6_peak_h"][0] - early["il6_peak_h"][0], 36.0, atol=1e-6)
+    # a second dose's onset lies in its own window [t_2, end)
+    r = two_doses(7.0, t_end=12.0)
+    assert 0.0 < r["onset_h"][1] <= 5.0 * 24.0
+
+
+def test_doses_beyond_horizon_are_nan():
+    dose_t, mask = doses([0.0, 3.0, 20.0])  # horizon 10 days: dose 3 never given in the window
+    seg_t = segments(10.0, dose_t)
+    r = run(seg_t, il6_curve(seg_t, [(0.0, 1.0, 0.5, 0.0), (3.0, 0.8, 0.5, 0.0)]), dose_t, mask)
+    for key in ("p_any", "p_g2plus", "p_g3plus", "onset_h", "exposure", "il6_peak", "il6_peak_h", "il6_predose"):
+        assert np.all(np.isfinite(r[key][:2])), key
+        assert np.all(np.isnan(r[key][2:])), key
+
+
+def _grad_case():
+    dose_t, mask = doses([0.0, 3.0, 20.0])
+    seg_t = segments(10.0, dose_t)
+    il6 = il6_curve(seg_t, [(0.0, 1.0, 0.5, 0.0), (3.0, 0.8, 0.5, 0.25)])
+    return jnp.asarray(seg_t), jnp.asarray(il6), jnp.asarray(dose_t), jnp.asarray(mask)
+
+
+def test_gradients_of_g2plus_are_finite():
+    seg_t, il6, dose_t, mask = _grad_case()
+    c0 = {k: jnp.asarray(v) for k, v in CRS_DEFAULTS.items()}
+
+    def f(c, il6):
+        r = crs_per_dose(seg_t, il6, IL6_0, dose_t, mask, c, 0.3, 1.0)
+        return jnp.nansum(r["p_g2plus"])  # dose 3 (beyond the horizon) is NaN
+
+    f = jax.jit(f)
+    assert np.isfinite(float(f(c0, il6)))
+    gc, gy = jax.jit(jax.grad(f, argnums=(0, 1)))(c0, il6)
+    for k, v in gc.items():
+        assert np.isfinite(float(v)), k
+    assert float(gc["CRS_BETA"]) > 0 and float(gc["CRS_THETA1"]) > 0
+    assert float(gc["CRS_DELTA2"]) < 0 and float(gc["CRS_TOL"]) < 0  # dose 2 carries tolerance
+    assert float(gc["CRS_DELTA3"]) == 0.0  # grade >= 2 does not depend on the grade-3 gap
+    gy = np.asarray(gy)
+    assert np.all(np.isfinite(gy)) and np.any(gy != 0)
+    # reverse mode matches central differences
+    for k in ("CRS_BETA", "CRS_TOL_TAU"):
+        eps = 1e-6 * max(1.0, abs(CRS_DEFAULTS[k]))
+        fd = (float(f({**c0, k: c0[k] + eps}, il6)) - float(f({**c0, k: c0[k] - eps}, il6))) / (2 * eps)
+        np.testing.assert_allclose(float(gc[k]), fd, rtol=1e-5)
+
+
+def test_vmap_over_patients_matches_single_calls():
+    seg_t, il6, dose_t, mask = _grad_case()
+    etas = jnp.array([-1.0, 0.0, 1.2])
+    tcrs = jnp.array([0.0, 1.0, 1.0])
+    fn = jax.jit(jax.vmap(lambda e, t: crs_per_dose(seg_t, il6, IL6_0, dose_t, mask, C, e, t)["p_any"]))
+    batched = np.asarray(fn(etas, tcrs))
+    for i in range(3):
+        single = run(seg_t, il6, dose_t, mask, eta=float(etas[i]), prior_tcr=float(tcrs[i]))["p_any"]
+        np.testing.assert_allclose(batched[i], single, rtol=1e-12, equal_nan=True)
+
+
+def test_crs_params_validation():
+    assert crs_params({"CRS_BETA": 2})["CRS_BETA"] == 2.0
+    with pytest.raises(InputError) as e:
+        crs_params({"CRS_NOPE": 1.0})
+    assert e.value.field == "crs.CRS_NOPE" and "CRS_BETA" in str(e.value)
+    with pytest.raises(InputError) as e:
+        crs_params({"CRS_OMEGA": -1.0})
+    assert e.value.field == "crs.CRS_OMEGA"
+    assert crs_params({"CRS_TOL": -1.0})["CRS_TOL"] == -1.0  # sign-free parameter
