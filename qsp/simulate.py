@@ -112,16 +112,18 @@ class WindowSolution(NamedTuple):
     status: jnp.ndarray
     n_steps: jnp.ndarray
     seg_t: jnp.ndarray
-    seg_y: jnp.ndarray
+    seg_y: jnp.ndarray  # (n_seg, K, n_states), or (n_seg, K, ...) of seg_fn's values
 
 
 def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: EventArrays, ts, ts_left=None, *,
-                         seg_points: int = 0) -> WindowSolution:
+                         seg_points: int = 0, seg_fn=None) -> WindowSolution:
     """:func:`solve_events`, plus every segment sampled on ``seg_points`` evenly spaced points.
 
     The per-segment samples cost ``seg_points`` interpolations per segment (not one per output time per
     segment, as a fine global output grid would): they are what per-dose summaries (IL-6 peak and its
-    timing, :mod:`qsp.crs`) are computed from.
+    timing, :mod:`qsp.crs`) are computed from. With ``seg_fn(t, y, params)`` only its value is kept at the
+    segment samples (``seg_y`` then has the shape of ``seg_fn``'s output per point), which keeps the memory
+    traffic of a large batch small.
     """
     p = {k: jnp.asarray(v, dtype=float) for k, v in params.items()}
     ts = jnp.asarray(ts, dtype=float)
@@ -179,13 +181,14 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
         y = y.at[st].add(jnp.where(valid, amt, 0.0))
         subs = [diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(ts=jnp.clip(ts, a, b))]
         if seg_points:
-            subs.append(diffrax.SubSaveAt(ts=a + (b - a) * frac))
+            fn = (lambda t, y_, args: seg_fn(t, y_, args[0])) if seg_fn is not None else (lambda t, y_, args: y_)
+            subs.append(diffrax.SubSaveAt(ts=a + (b - a) * frac, fn=fn))
         sol = diffrax.diffeqsolve(term, solver, t0=a, t1=b, dt0=None, y0=y, args=(p, rate),
                                   saveat=diffrax.SaveAt(subs=subs),
                                   stepsize_controller=controller, max_steps=cfg.max_steps, throw=False,
                                   adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=cfg.checkpoints))
         y_end, ys = sol.ys[0][0], sol.ys[1]
-        seg = (a + (b - a) * frac, sol.ys[2]) if seg_points else (jnp.zeros((0,)), jnp.zeros((0, n_states)))
+        seg = (a + (b - a) * frac, sol.ys[2]) if seg_points else (jnp.zeros((0,)), jnp.zeros((0,)))
         out = jnp.where((k_out == k)[:, None], ys, out)
         failed = sol.result != diffrax.RESULTS.successful
         status = jnp.where((status == STATUS_OK) & failed & valid, STATUS_SOLVER_FAILED, status)

@@ -42,10 +42,10 @@ SEG_POINTS = 48
 
 def _patient(model: Model, cfg: SolverConfig, seg_points: int, out_names: tuple, p, ev, ts, dose_t, dose_mask, c,
              eta, tcr):
-    sol = solve_events_windows(model, cfg, p, ev, ts, None, seg_points=seg_points)
+    sol = solve_events_windows(model, cfg, p, ev, ts, None, seg_points=seg_points,
+                               seg_fn=lambda t, y, pp: model.outputs(t, y, pp)["il6_pg_per_ml"])
     outs = jax.vmap(lambda t, y: model.outputs(t, y, p))(ts, sol.ys)
-    il6 = jax.vmap(jax.vmap(lambda t, y: model.outputs(t, y, p)["il6_pg_per_ml"]))(sol.seg_t, sol.seg_y)
-    crs = crs_per_dose(sol.seg_t, il6, p["IL6_0"], dose_t, dose_mask, c, eta, tcr)
+    crs = crs_per_dose(sol.seg_t, sol.seg_y, p["IL6_0"], dose_t, dose_mask, c, eta, tcr)
     return {k: outs[k] for k in out_names}, sol.status, sol.n_steps, crs
 
 
