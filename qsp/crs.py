@@ -198,5 +198,5 @@ def crs_per_dose(seg_t, seg_il6, il6_0, dose_t, dose_mask, c: Mapping, eta=0.0, 
     base = thresholds(c)[0] + shift - c["CRS_BETA"] * start
     onset = _median_onset_h(e["run"], e["inside"], e["times"], dose_t, base, c["CRS_BETA"])
     return {"il6_predose": il6_0 * jnp.exp(e["x_start"]), "il6_peak": e["peak"], "il6_peak_h": e["t_peak_h"],
-            "exposure": jnp.where(e["present"], x, jnp.nan), "tolerance": mem,
+            "exposure": jnp.where(e["present"], x, jnp.nan), "tolerance": jnp.where(e["present"], mem, jnp.nan),
             "p_any": probs[:, 0], "p_g2plus": probs[:, 1], "p_g3plus": probs[:, 2], "onset_h": onset}
