@@ -252,7 +252,8 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
         outputs_per_day: output grid density for the time courses (1 = daily).
         seg_points: samples per integration segment for per-dose IL-6 peaks and onset.
         chunk_size: patients per compiled call (memory bound); the last chunk is padded.
-        params: scalar overrides of typical values, or per-patient arrays (applied after the population).
+        params: scalar overrides of typical values (a parameter with IIV keeps each patient's deviation:
+            its values are scaled by new / old typical value), or per-patient arrays (replace the population's).
         progress: show a progress bar (stderr) over chunks.
         follow_up_days: the horizon is extended (if needed) to this long after the last dose given within
             ``days``, so the last dose's CRS window is not cut short.
@@ -281,6 +282,11 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
 
     base = model.params({k: v for k, v in (params or {}).items() if np.ndim(v) == 0})
     per = {k: np.broadcast_to(np.asarray(v, float), (n,)) for k, v in pop.params.items()}
+    typ = model.default_params()
+    for k, v in (params or {}).items():  # a scalar override moves the typical value of a varying parameter
+        if np.ndim(v) == 0 and k in per:
+            t0 = float(typ[k])
+            per[k] = per[k] * (float(v) / t0) if t0 != 0 else per[k] + (float(v) - t0)
     per.update({k: np.broadcast_to(np.asarray(v, float), (n,)) for k, v in (params or {}).items() if np.ndim(v) > 0})
     for k in per:
         if k not in base:

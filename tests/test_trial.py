@@ -199,3 +199,15 @@ def test_regimen_without_doses_in_window_and_bad_premed_raise(card):
     with pytest.raises(InputError) as e:
         run_card_trial(card, patients=4, premed="some")
     assert e.value.field == "premed"
+
+
+def test_scalar_override_moves_the_typical_value_of_a_varying_parameter(card, label14):
+    """params={"KIL6": 2 x typical} keeps each patient's IIV deviation and doubles IL-6 production for all."""
+    pop, ref = label14.population, card.covariates()
+    typ = label14.model.default_params()["KIL6"]
+    r = run_trial(label14.model, label14.regimen, pop, ref, days=DAYS_SMALL, crs=card.crs_values(),
+                  params={"KIL6": 2.0 * typ})
+    direct = run_trial(label14.model, label14.regimen, pop, ref, days=DAYS_SMALL, crs=card.crs_values(),
+                       params={"KIL6": 2.0 * pop.params["KIL6"]})
+    np.testing.assert_allclose(r.crs["il6_peak"], direct.crs["il6_peak"], rtol=1e-12)
+    assert np.all(r.crs["il6_peak"][:, 0] > label14.crs["il6_peak"][:, 0])
