@@ -51,6 +51,15 @@ _PARAM_ORDER = (
 )
 
 
+def _quadratic(x, kd3, kdt, chi, rsum, r3r):
+    """Coefficients of the trimer quadratic at site drug ``x`` (see qsp.components.binding) and its discriminant."""
+    a = 1.0 + x / kd3
+    b = 1.0 + x / kdt
+    c = chi * x / (kd3 * kdt)
+    bq = c * rsum + a * b
+    return a, b, c, bq, bq * bq - 4.0 * c * c * r3r
+
+
 def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, n_iter=N_NEWTON):
     """Free drug (nM) of the QE balance, as :func:`qsp.components.binding.solve_free_drug` (scalar floats).
 
@@ -72,11 +81,7 @@ def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, n_iter=N_NEW
         d = _exp(u)
         # total_drug(d) and its derivative in d (the trimer quadratic's small root, cancellation-free).
         x = kp * d
-        a = 1.0 + x / kd3
-        b = 1.0 + x / kdt
-        c = chi * x / (kd3 * kdt)
-        bq = c * rsum + a * b
-        disc = bq * bq - 4.0 * c * c * r3r
+        a, b, c, bq, disc = _quadratic(x, kd3, kdt, chi, rsum, r3r)
         bq_x = c_x * rsum + a_x * b + a * b_x
         if disc > 0.0:
             sq = _sqrt(disc)
@@ -107,11 +112,7 @@ def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, n_iter=N_NEW
         free = d_tot
     # species_given_free at the solution
     x = kp * free
-    a = 1.0 + x / kd3
-    b = 1.0 + x / kdt
-    c = chi * x / (kd3 * kdt)
-    bq = c * rsum + a * b
-    disc = bq * bq - 4.0 * c * c * r3r
+    a, b, c, bq, disc = _quadratic(x, kd3, kdt, chi, rsum, r3r)
     tri = 2.0 * c * r3r / (bq + _sqrt(disc if disc > 0.0 else 0.0))
     r3 = (r3_tot - tri) / a
     rt = (rt_tot - tri) / b
