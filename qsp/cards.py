@@ -7,41 +7,33 @@ the card's values as defaults (and their sources); ``card.regimen()`` returns a 
 
 from __future__ import annotations
 
-import os
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
+from .card_schema import CARD_UNITS, validate_card_text
 from .errors import InputError
+from .io.resources import CardFile, builtin_models, card_files
 from .model import Model
 from .regimen import Regimen
 from .tce import build_tce_model
 from .units import Covariates
 
-CARD_UNITS = {
-    "CL": "L/day", "Q": "L/day", "CLSS": "L/day", "V1": "L", "V2": "L", "KA": "1/day", "KCL": "1/day",
-    "KGROW": "1/day", "F": "fraction", "ADA_PROB": "fraction", "KD_CD3": "nM", "KD_TAA": "nM", "KD_STAA": "nM",
-    "STAA0": "nM", "CD3_PER_TCELL": "receptors/cell", "TAA_PER_CELL": "receptors/cell", "T0": "cells/uL",
-    "TUMOR0": "cells/uL", "NORMAL0": "cells/uL", "ADA_ONSET": "days",
-}
 REQUIRED_TABLES = ("drug", "structure", "covariates", "params")
 
 
 def models_dir() -> Path:
-    """The model-card folder: ``$QSP_MODELS_DIR`` or the repository's ``models/``."""
-    env = os.environ.get("QSP_MODELS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "models"
+    """The built-in card folder (``models/`` in the repository, the package ``qsp._models`` when installed)."""
+    return Path(str(builtin_models()))
 
 
 def list_cards() -> list[str]:
-    return sorted(p.stem for p in models_dir().glob("*.toml"))
+    """Names of every available card (built-in and ``$QSP_MODELS_DIR``), valid or not."""
+    return list(card_files())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DrugCard:
     """A parsed model card."""
 
@@ -54,6 +46,8 @@ class DrugCard:
     path: str = ""
     population: Mapping = field(default_factory=dict)
     crs: Mapping = field(default_factory=dict)
+    location: str = "built-in"
+    text: str = field(default="", repr=False)
 
     @property
     def mw_g_per_mol(self) -> float:
@@ -79,7 +73,7 @@ class DrugCard:
 
     def model(self, *, binding: str = "qe", il6_state: bool = False) -> Model:
         """The TCE model for this drug (see :func:`qsp.tce.build_tce_model`)."""
-        return _model_cached(self.name, self.path, binding, il6_state)
+        return _model_cached(self, binding, il6_state)
 
     def crs_values(self) -> dict[str, float]:
         """The card's ``[crs]`` overrides of the CRS layer's defaults (:mod:`qsp.crs`)."""
@@ -103,44 +97,70 @@ class DrugCard:
         return lab.regimen
 
 
-def _parse(path: Path) -> DrugCard:
+def _parse(cf: CardFile) -> DrugCard:
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"model card {path.name} is not valid TOML: {e}", field="card") from None
-    for t in REQUIRED_TABLES:
-        if t not in raw:
-            raise InputError(f"model card {path.name} lacks the [{t}] table", field=t)
-    params = raw["params"]
-    for k, v in params.items():
-        for f in ("value", "unit", "description", "source"):
-            if f not in v:
-                raise InputError(f"model card {path.name}: parameter {k} lacks '{f}'", field=f"params.{k}")
-        if k in CARD_UNITS and v["unit"] != CARD_UNITS[k]:
-            raise InputError(f"model card {path.name}: parameter {k} must be in {CARD_UNITS[k]}, got {v['unit']}",
-                             field=f"params.{k}")
-    return DrugCard(name=raw["drug"]["name"], drug=raw["drug"], structure=raw["structure"],
-                    covariate_values=raw["covariates"], params=params, pd=raw.get("pd", {}), path=str(path),
-                    population=raw.get("population", {}), crs=raw.get("crs", {}))
+        text = cf.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"model card {cf.path}: cannot be read: {e}", field="card") from None
+    return _parse_text(cf.name, cf.path, cf.location, text)
 
 
 @lru_cache(maxsize=64)
-def _load_cached(path: str) -> DrugCard:
-    return _parse(Path(path))
+def _parse_text(name: str, path: str, location: str, text: str) -> DrugCard:
+    raw = validate_card_text(text, path, name)
+    card = DrugCard(name=raw["drug"]["name"], drug=raw["drug"], structure=raw["structure"],
+                    covariate_values=raw["covariates"], params=raw["params"], pd=raw.get("pd", {}), path=path,
+                    population=raw.get("population", {}), crs=raw.get("crs", {}), location=location, text=text)
+    _check_population(card)
+    return card
+
+
+def _check_population(card: DrugCard) -> None:
+    from .population import population_spec
+
+    try:
+        population_spec(card).check(card.model())
+    except InputError as e:
+        raise InputError(f"model card {card.path}: [population] {e}", field="card") from None
 
 
 def load_card(name: str) -> DrugCard:
-    """Load a drug's card by name (case-insensitive); unknown names list the library."""
+    """Load and validate a drug's card by name (case-insensitive); unknown names list the library.
+
+    User cards in ``$QSP_MODELS_DIR`` come before the built-in ones. A card that fails validation
+    raises :class:`InputError` naming the file, table and key.
+    """
     key = str(name).strip().lower()
-    path = models_dir() / f"{key}.toml"
-    if not path.exists():
-        raise InputError(f"unknown drug {name!r}; allowed: {', '.join(list_cards())}", field="drug")
-    return _load_cached(str(path))
+    files = card_files()
+    if key not in files:
+        raise InputError(f"unknown drug {name!r}; allowed: {', '.join(files) or '(no cards found)'}", field="drug")
+    return _parse(files[key])
+
+
+@dataclass(frozen=True)
+class CardStatus:
+    """A card in the library listing: its name, where it comes from, and the card or why it is invalid."""
+
+    name: str
+    location: str
+    path: str
+    card: "DrugCard | None"
+    error: str = ""
+
+
+def card_library() -> list[CardStatus]:
+    """Every available card, each loaded or with the reason it is invalid (one broken card breaks nothing)."""
+    out = []
+    for key, cf in card_files().items():
+        try:
+            out.append(CardStatus(key, cf.location, cf.path, _parse(cf)))
+        except InputError as e:
+            out.append(CardStatus(key, cf.location, cf.path, None, str(e)))
+    return out
 
 
 @lru_cache(maxsize=64)
-def _model_cached(name: str, path: str, binding: str, il6_state: bool) -> Model:
-    card = _load_cached(path)
+def _model_cached(card: "DrugCard", binding: str, il6_state: bool) -> Model:
     vals = card.values()
     srcs = card.sources()
     st = card.structure

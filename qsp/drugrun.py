@@ -1,26 +1,22 @@
 """Simulate a drug from its model card: time course, per-dose summary and plot (``qsp simulate --drug``).
 
-Premedication ``label``: dexamethasone 16 mg (the teclistamab/talquetamab/elranatamab label dose;
-other labels give 8-20 mg) 1 h before every dose up to and including the first treatment dose
-(the first dose at the regimen's highest amount), on route ``premed_dex``.
+Premedication (``none`` / ``label``) is the policy of :mod:`qsp.premedication`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .cards import DrugCard
 from .errors import InputError
+from .premedication import DEX_LEAD_DAY, DEX_MG, PREMED_OPTIONS, drug_doses, with_premedication  # noqa: F401
 from .regimen import Dose, Regimen
 from .simulate import SimulationResult, simulate
 from .units import convert_dose
 
-PREMED_OPTIONS = ("none", "label")
-DEX_MG = 16.0
-DEX_LEAD_DAY = 1.0 / 24.0
 TIMECOURSE_COLUMNS = {
     "conc_ug_per_ml": "conc_ug_per_ml", "il6_pg_per_ml": "il6_pg_per_ml",
     "blood_t_cells_per_ul": "blood_t_cells_per_ul", "activated_t_fraction": "activated_t_fraction",
@@ -30,27 +26,7 @@ TIMECOURSE_COLUMNS = {
 }
 
 
-def drug_doses(regimen: Regimen) -> list[Dose]:
-    """The regimen's drug doses (premedication excluded), repeats expanded, in time order."""
-    return [d for d in regimen.expanded().doses if d.route != "premed_dex"]
-
-
-def with_premedication(regimen: Regimen, premed: str) -> Regimen:
-    """Add label premedication (dexamethasone) to a regimen; ``premed`` is ``none`` or ``label``."""
-    if premed not in PREMED_OPTIONS:
-        raise InputError(f"unknown premedication {premed!r}; allowed: {', '.join(PREMED_OPTIONS)}", field="premed")
-    if premed == "none":
-        return regimen
-    doses = drug_doses(regimen.in_unit("day"))
-    if not doses:
-        return regimen
-    top = max(d.amount for d in doses)
-    pre = []
-    for d in doses:
-        pre.append(Dose(d.time - DEX_LEAD_DAY, DEX_MG, "mg", "premed_dex", label="dexamethasone premedication"))
-        if d.amount >= top:
-            break
-    return regimen.in_unit("day") + Regimen(tuple(pre), "day")
+WINDOW_POINTS = 400  # fine grid per dose window for Cmax/Tmax/AUC/IL-6 peak
 
 
 @dataclass
@@ -60,44 +36,128 @@ class DrugRun:
     result: SimulationResult
     timecourse: pd.DataFrame
     doses: pd.DataFrame
+    beyond_horizon: list[Dose] = field(default_factory=list)  # drug doses at or after the horizon (not simulated)
+
+
+def split_at_horizon(regimen: Regimen, days: float) -> tuple[Regimen, list[Dose]]:
+    """(doses before the horizon ``days`` — model time ``< days`` —, the drug doses at or after it)."""
+    reg = regimen.in_unit("day").expanded()
+    inside = tuple(d for d in reg.doses if d.time < days)
+    beyond = [d for d in reg.doses if d.time >= days and d.route != "premed_dex"]
+    return reg.with_doses(inside), beyond
+
+
+def _dose_windows(doses: list[Dose], days: float) -> list[tuple[float, float, bool]]:
+    """Per drug dose: (start, end, ends at the next dose); a window ends at the next dose or the horizon."""
+    out = []
+    for i, d in enumerate(doses):
+        nxt = next((e.time for e in doses[i + 1:] if e.time > d.time), None)
+        end = min(nxt, days) if nxt is not None else days
+        out.append((d.time, end, nxt is not None and nxt <= days))
+    return out
+
+
+def _output_times(days: float, steps_per_day: int, windows):
+    """The regular grid plus a fine grid per dose window (the dose time as a right limit, the window end as
+    a left limit); returns (times, left flags, indices of the regular grid, per-window indices)."""
+    grid = np.linspace(0.0, float(days), int(round(days * steps_per_day)) + 1)
+    t_parts, l_parts, kinds = [grid], [np.zeros(grid.size, bool)], [np.full(grid.size, -1)]
+    for k, (t0, t1, _) in enumerate(windows):
+        w = np.linspace(t0, t1, WINDOW_POINTS + 1)
+        left = np.zeros(w.size, bool)
+        left[-1] = True  # the value just before the next dose (Ctrough), never the one after it
+        t_parts.append(w)
+        l_parts.append(left)
+        kinds.append(np.full(w.size, k))
+    t, lf, kind = np.concatenate(t_parts), np.concatenate(l_parts), np.concatenate(kinds)
+    order = np.lexsort((~lf, t))  # at equal times the left limit first
+    t, lf, kind = t[order], lf[order], kind[order]
+    idx = [np.flatnonzero(kind == k) for k in range(len(windows))]
+    return t, lf, np.flatnonzero(kind == -1), idx
 
 
 def run_drug(card: DrugCard, regimen: Regimen, *, days: float = 35.0, premed: str = "none",
-             steps_per_day: int = 48, params: dict | None = None, binding: str = "qe") -> DrugRun:
-    """Simulate ``regimen`` (day 1 = first dose) for ``days`` days with the card's typical patient."""
-    if not (isinstance(days, (int, float)) and days > 0):
+             steps_per_day: int = 48, params: dict | None = None, binding: str = "qe", solver: str | None = None,
+             rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096) -> DrugRun:
+    """Simulate ``regimen`` (day 1 = first dose) over ``days`` days with the card's typical patient.
+
+    Drug doses at model time ``>= days`` (day ``>= days + 1``) are outside the horizon: not simulated,
+    returned in :attr:`DrugRun.beyond_horizon` so that callers can report them.
+    """
+    if isinstance(days, bool) or not (isinstance(days, (int, float)) and np.isfinite(days) and days > 0):
         raise InputError(f"days must be a positive number, got {days!r}", field="days")
-    reg = with_premedication(regimen, premed)
+    days = float(days)
+    inside, beyond = split_at_horizon(regimen, days)
+    reg = with_premedication(inside, premed)
+    doses = drug_doses(reg)
+    if not doses:
+        raise InputError(f"the regimen has no drug dose within the {days:g}-day horizon", field="regimen")
+    windows = _dose_windows(doses, days)
     model = card.model(binding=binding)
-    ts = np.linspace(0.0, float(days), int(round(days * steps_per_day)) + 1)
-    res = simulate(model, reg, ts, params, covariates=card.covariates(),
-                   solver="tsit5" if binding == "qe" else "kvaerno5")
+    ts, left, grid, widx = _output_times(days, steps_per_day, windows)
+    solver = solver or ("tsit5" if binding == "qe" else "kvaerno5")
+    res = simulate(model, reg, ts, params, covariates=card.covariates(), times_left=left, solver=solver, rtol=rtol,
+                   atol=atol, max_steps=max_steps)
     if int(res.status) != 0:
-        raise InputError(f"the solver failed for {card.name} (status {int(res.status)})", field="regimen")
-    tc = pd.DataFrame({"time_day": ts + 1.0})
+        from .simulate import STATUS_TEXT
+
+        raise SolveFailed(f"the solver failed for {card.name}: "
+                          f"{STATUS_TEXT.get(int(res.status), f'status {int(res.status)}')}")
+    tc = pd.DataFrame({"time_day": ts[grid] + 1.0})
     for k, col in TIMECOURSE_COLUMNS.items():
-        tc[col] = res.outputs[k]
-    return DrugRun(card, reg, res, tc, dose_table(card, reg, res, ts))
+        tc[col] = np.asarray(res.outputs[k])[grid]
+    table = dose_table(card, doses, windows, ts, widx, res)
+    return DrugRun(card, reg, res, tc, table, beyond)
 
 
-def dose_table(card: DrugCard, reg: Regimen, res: SimulationResult, ts) -> pd.DataFrame:
-    """One row per drug dose in the horizon: day, amount, route, Cmax and IL-6 peak after it."""
-    doses = [d for d in drug_doses(reg.in_unit("day")) if d.time <= ts[-1]]
+class SolveFailed(RuntimeError):
+    """The ODE solver failed for a drug run (not a user mistake: reported with a non-zero exit)."""
+
+
+def _il6_peak(t: np.ndarray, il6: np.ndarray, min_rise: float = 1e-3) -> tuple[float, float]:
+    """The IL-6 peak caused by a dose: (peak value, its time); NaN, NaN when IL-6 does not rise in the window.
+
+    The window starts at the dose; if IL-6 is still falling from an earlier dose, the maximum over the
+    window is the carried-over value at the dose time and says nothing of this dose. So the peak is the
+    largest value after the lowest point that precedes it, and it counts only if it rises above that
+    point by more than ``min_rise`` (relative): a flat or falling IL-6 has no peak time.
+    """
+    run_min = np.minimum.accumulate(il6)
+    rise = il6 - run_min
+    k = int(np.argmax(rise))
+    if not rise[k] > min_rise * max(float(il6[k]), 1e-300):
+        return float("nan"), float("nan")
+    k = k + int(np.argmax(il6[k:] * (run_min[k:] == run_min[k])))  # highest point before a new minimum
+    return float(il6[k]), float(t[k])
+
+
+def dose_table(card: DrugCard, doses: list[Dose], windows, ts, widx, res: SimulationResult) -> pd.DataFrame:
+    """One row per drug dose inside the horizon, computed within the dose's own window on a fine grid.
+
+    Columns: ``dose_no, day, dose, unit, route, infusion_h, amount_mg``; the window (``window_end_day``,
+    ``window_to_next_dose``: False when the horizon cuts it); ``cmax_ug_per_ml`` and ``tmax_h`` (maximum over
+    the window, from the value just after the dose on: never a point before it), ``auc_ug_day_per_ml``
+    (trapezoid over the window), ``ctrough_ug_per_ml`` (the value just before the next dose; empty when the
+    window ends at the horizon), ``il6_at_dose_pg_per_ml``, ``il6_peak_pg_per_ml`` and
+    ``il6_peak_h_after_dose`` (see :func:`_il6_peak`; empty when IL-6 only falls after the dose).
+    """
     cov = card.covariates()
+    conc = np.asarray(res.outputs["conc_ug_per_ml"])
+    il6 = np.asarray(res.outputs["il6_pg_per_ml"])
     rows = []
-    conc, il6 = res.outputs["conc_ug_per_ml"], res.outputs["il6_pg_per_ml"]
-    for i, d in enumerate(doses):
-        t_next = doses[i + 1].time if i + 1 < len(doses) else ts[-1] + 1e-9
-        sel = (ts >= d.time) & (ts < t_next) if t_next > d.time else (ts >= d.time) & (ts <= d.time)
-        if not sel.any():
-            continue
-        j = int(np.argmax(il6[sel]))
-        dur = None if d.duration is None else d.duration
-        mg = convert_dose(d.amount, d.unit, "mg", cov, duration_day=dur, mw_g_per_mol=card.mw_g_per_mol)
-        rows.append({"dose_no": i + 1, "day": d.time + 1.0, "dose": d.amount, "unit": d.unit, "amount_mg": mg,
-                     "route": d.route, "cmax_ug_per_ml": float(conc[sel].max()),
-                     "il6_peak_pg_per_ml": float(il6[sel][j]),
-                     "il6_peak_h_after_dose": float((ts[sel][j] - d.time) * 24.0)})
+    for i, (d, (t0, t1, to_next), ix) in enumerate(zip(doses, windows, widx)):
+        tw, cw, iw = ts[ix], conc[ix], il6[ix]
+        j = int(np.argmax(cw))
+        peak, t_peak = _il6_peak(tw, iw)
+        mg = convert_dose(d.amount, d.unit, "mg", cov, duration_day=d.duration, mw_g_per_mol=card.mw_g_per_mol)
+        rows.append({"dose_no": i + 1, "day": d.time + 1.0, "dose": d.amount, "unit": d.unit, "route": d.route,
+                     "infusion_h": d.duration * 24.0 if d.duration is not None else np.nan, "amount_mg": mg,
+                     "window_end_day": t1 + 1.0, "window_to_next_dose": bool(to_next),
+                     "cmax_ug_per_ml": float(cw[j]), "tmax_h": float((tw[j] - t0) * 24.0),
+                     "auc_ug_day_per_ml": float(np.sum(0.5 * (cw[1:] + cw[:-1]) * np.diff(tw))),
+                     "ctrough_ug_per_ml": float(cw[-1]) if to_next else np.nan,
+                     "il6_at_dose_pg_per_ml": float(iw[0]), "il6_peak_pg_per_ml": peak,
+                     "il6_peak_h_after_dose": (t_peak - t0) * 24.0 if np.isfinite(t_peak) else np.nan})
     return pd.DataFrame(rows)
 
 

@@ -37,6 +37,29 @@ class Param:
     description: str
     source: str = "assumed"
     positive: bool = True  # False: non-negative (a lag may be 0)
+    upper: float | None = None  # inclusive upper bound (1 for a fraction or probability)
+
+    @property
+    def domain(self) -> str:
+        """The allowed values in words: ``> 0``, ``>= 0``, ``0 < x <= 1`` or ``0 <= x <= 1``."""
+        lo = "0 < x" if self.positive else "0 <= x"
+        if self.upper is not None:
+            return f"{lo} <= {self.upper:g}"
+        return "> 0" if self.positive else ">= 0"
+
+    def violation(self, value) -> str | None:
+        """Why ``value`` is not allowed for this parameter (None if it is)."""
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return f"must be a number, got {value!r}"
+        if v != v or v in (float("inf"), float("-inf")):
+            return f"must be a finite number, got {value!r}"
+        if (self.positive and not v > 0) or (not self.positive and not v >= 0) or \
+                (self.upper is not None and v > self.upper):
+            unit = f" ({self.unit})" if self.unit not in ("", "1") else ""
+            return f"must be {self.domain}{unit}, got {v:g}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -173,22 +196,18 @@ class Model:
         return {n: float(p.value) for n, p in self.param_info.items()}
 
     def params(self, overrides: Mapping[str, float] | None = None, **kw) -> dict[str, float]:
-        """Default parameters with overrides; unknown names or non-positive values raise InputError."""
+        """Default parameters with overrides; unknown names or values outside a parameter's domain
+        (:attr:`Param.domain`: positive, non-negative, fraction) raise InputError."""
         out = self.default_params()
         info = self.param_info
         for k, v in {**(overrides or {}), **kw}.items():
             if k not in info:
                 raise InputError(f"unknown parameter {k!r} for model {self.name}; allowed: {', '.join(info)}",
                                  field="param")
-            try:
-                v = float(v)
-            except (TypeError, ValueError):
-                raise InputError(f"parameter {k} must be a number, got {v!r}", field="param") from None
-            if info[k].positive and not v > 0:
-                raise InputError(f"parameter {k} must be positive, got {v}", field="param")
-            if not info[k].positive and not v >= 0:
-                raise InputError(f"parameter {k} must be non-negative, got {v}", field="param")
-            out[k] = v
+            why = info[k].violation(v)
+            if why is not None:
+                raise InputError(f"parameter {k} {why}", field="param")
+            out[k] = float(v)
         return out
 
     # --- state packing -------------------------------------------------------------------------

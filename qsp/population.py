@@ -18,19 +18,42 @@ doses, BSA-based doses and the allometry), baseline blood T cells (``T0``) and t
 (Bernoulli with the card's ``ADA_PROB``; see :mod:`qsp.components.ada`) and the patient's CRS
 sensitivity (``eta_crs ~ N(0, CRS_OMEGA^2)``).
 
-Sampling uses ``numpy.random.default_rng(seed)`` with a fixed order of draws, so the same seed gives the
-same patients on every run. The card may override any default in a ``[population]`` table (keys of
-:class:`PopulationSpec`, ``omega`` as a table of ``{ value, source }`` and ``correlations`` as a list of
-``["CL", "V1", 0.4]`` triples).
+Sampling is counter-based, so a cohort is stable: patient ``i``'s covariates and random effects depend on
+``(seed, i)`` (and the spec) only, never on the number of patients drawn: growing ``n`` appends patients and
+leaves the first ones bit-for-bit unchanged (``pop.subset(range(m))`` of a large cohort equals the cohort of
+``m``). Each variate is one evaluation of the threefry-2x32 function of ``jax.random`` (integer arithmetic,
+the same bits on every platform; evaluated in numpy by :func:`threefry2x32`, bit-identical to
+``jax.random.fold_in`` and with nothing to compile): the seed (an integer below 2**64) is the key
+``(seed >> 32, seed & 0xffffffff)`` (``jax.random.PRNGKey(seed)``), patient ``i``'s key is
+``fold_in(key, i)`` and each named *stream* folds in the CRC-32 of its name (``zlib.crc32``, not Python's
+salted ``hash``): ``fold_in(fold_in(key, i), crc32(name))``. The 64 bits of that key give one variate: a
+uniform ``(bits >> 11) * 2**-53`` in [0, 1) or a standard normal ``ndtri(((bits >> 12) + 0.5) * 2**-52)``
+(``scipy.special.ndtri``, the inverse normal CDF). Streams: ``eta:<P>`` (the uncorrelated standard normal
+``z_P`` of each parameter with IIV; ``eta = L z`` with ``L`` the Cholesky factor of ``Omega`` in the order
+of the spec's ``omega``, summed elementwise in a fixed order rather than by BLAS, whose blocking could
+depend on ``n``), ``weight`` (normal), ``prior_tcr``, ``premed``, ``ada`` (uniforms; Bernoulli as
+``u < p``) and ``eta_crs`` (normal). As the streams are named, adding or removing IIV on a parameter leaves
+unchanged every covariate draw and the random effects of the parameters that correlate with no other (those
+in a correlated block may change through ``L``). No global numpy or JAX random state is used.
+
+The card may override any default in a ``[population]`` table (keys of :class:`PopulationSpec`, ``omega`` as
+a table of ``{ value, source }`` and ``correlations`` as a list of ``["CL", "V1", 0.4]`` triples).
+
+One-compartment cards (``structure.pk = "1cmt"``) name their central volume ``V`` rather than ``V1``: for a
+model that has ``V`` and no ``V1``, an omega, correlation or source on ``V1`` (the defaults included)
+applies to ``V`` (:meth:`PopulationSpec.for_model`); if the spec gives an omega for ``V`` itself, that wins
+and the ``V1`` entries are ignored.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from .errors import InputError
 from .model import Model
@@ -51,6 +74,7 @@ DEFAULT_OMEGA = {
 DEFAULT_CORRELATIONS = {("CL", "V1"): 0.4}
 ALLOMETRY = {"CL": 0.75, "CLSS": 0.75, "Q": 0.75, "V1": 1.0, "V2": 1.0, "V": 1.0}
 LINKED = {"CLSS": "CL"}  # shares the random effect of
+ALIASES = {"V1": "V"}  # IIV named on the key applies to the value in a model that has the value and not the key
 
 
 @dataclass(frozen=True)
@@ -68,8 +92,37 @@ class PopulationSpec:
     allometry: bool = True
     sources: Mapping[str, str] = field(default_factory=dict)
 
+    def for_model(self, model: Model) -> "PopulationSpec":
+        """This spec with ``V1`` entries moved to ``V`` for a model that has ``V`` and no ``V1`` (1-cmt PK).
+
+        If the spec already gives an omega for ``V``, the ``V1`` omega and correlations are dropped instead.
+        """
+        info = model.param_info
+        spec = self
+        for old, new in ALIASES.items():
+            if old in info or new not in info:
+                continue
+            named = old in spec.omega or any(old in pair for pair in spec.correlations)
+            if not named:
+                continue
+            if new in spec.omega:  # the spec's own entry for the model's name wins
+                omega = {k: v for k, v in spec.omega.items() if k != old}
+                corr = {pair: r for pair, r in spec.correlations.items() if old not in pair}
+            else:
+                omega = {(new if k == old else k): v for k, v in spec.omega.items()}
+                corr = {tuple(new if k == old else k for k in pair): r for pair, r in spec.correlations.items()}
+            sources = {(new if k == old and new not in spec.sources else k): v for k, v in spec.sources.items()}
+            spec = replace(spec, omega=omega, correlations=corr, sources=sources)
+        return spec
+
     def check(self, model: Model) -> None:
-        """Validate against a model: parameter names, ranges, a positive-definite correlation matrix."""
+        """Validate against a model: parameter names, ranges, a positive-definite correlation matrix.
+
+        The spec is first mapped onto the model's parameter names (:meth:`for_model`).
+        """
+        self.for_model(model)._check(model)
+
+    def _check(self, model: Model) -> None:
         info = model.param_info
         for k, v in self.omega.items():
             if k not in info:
@@ -163,6 +216,70 @@ class VirtualPopulation:
                                  self.covariates.iloc[idx].reset_index(drop=True))
 
 
+def stream_id(name: str) -> int:
+    """The stable 32-bit id of a named random stream (CRC-32 of the UTF-8 name)."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32(k0, k1, x0, x1) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry-2x32, 20 rounds (Salmon et al., SC'11), exactly as ``jax.random``'s; uint32 arrays, broadcast.
+
+    Counter-based: the output for a (key, counter) pair depends on nothing else. Integer arithmetic only,
+    so every platform gives the same bits. ``threefry2x32(*key, 0, d)`` is ``jax.random.fold_in(key, d)``.
+    """
+    u32 = np.uint32
+    k0, k1 = np.asarray(k0, u32), np.asarray(k1, u32)
+    ks = (k0, k1, k0 ^ k1 ^ u32(0x1BD11BDA))
+    x0, x1 = np.broadcast_arrays(np.add(x0, k0, dtype=u32), np.add(x1, k1, dtype=u32))
+    x0, x1 = x0.copy(), x1.copy()
+    tmp = np.empty_like(x1)
+    for r in range(5):
+        for rot in _ROTATIONS[r % 2]:
+            x0 += x1
+            np.left_shift(x1, u32(rot), out=tmp)
+            x1 >>= u32(32 - rot)
+            x1 |= tmp
+            x1 ^= x0
+        x0 += ks[(r + 1) % 3]
+        x1 += ks[(r + 2) % 3]
+        x1 += u32(r + 1)
+    return x0, x1
+
+
+def patient_draws(seed: int, n: int, streams: list[str], kinds: tuple[str, ...] | list[str]) -> np.ndarray:
+    """``(len(streams), n)`` float64 draws: row ``s`` column ``i`` depends on ``(seed, i, streams[s])`` only.
+
+    ``kinds[s]`` is ``"normal"`` (standard normal) or ``"uniform"`` ([0, 1)). See the module docstring.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise InputError(f"seed must be a non-negative integer below 2**64, got {seed!r}", field="seed")
+    if not 0 <= n < 2**32:
+        raise InputError(f"number of patients must lie in [0, 2**32), got {n!r}", field="patients")
+    if len(kinds) != len(streams):
+        raise ValueError("one kind of draw per stream")
+    ids = [stream_id(s) for s in streams]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"random stream names repeated or with the same CRC-32: {streams}")
+    seed = int(seed)
+    zero = np.zeros(n, np.uint32)
+    # the patient's key: jax.random.fold_in(jax.random.PRNGKey(seed), i)
+    p0, p1 = threefry2x32(seed >> 32, seed & 0xFFFFFFFF, zero, np.arange(n, dtype=np.uint32))
+    out = np.empty((len(streams), n))
+    for s, (sid, kind) in enumerate(zip(ids, kinds)):
+        w0, w1 = threefry2x32(p0, p1, zero, np.uint32(sid))  # fold_in(patient key, crc32(name))
+        bits = (w0.astype(np.uint64) << np.uint64(32)) | w1.astype(np.uint64)
+        if kind == "uniform":
+            out[s] = (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        elif kind == "normal":
+            out[s] = ndtri(((bits >> np.uint64(12)).astype(np.float64) + 0.5) * 2.0**-52)
+        else:
+            raise ValueError(f"unknown kind of draw {kind!r}")
+    return out
+
+
 def sample_population(model: Model, n: int, seed: int, spec: PopulationSpec | None = None, *,
                       weight_kg: float | None = None, height_cm: float | None = None,
                       bsa_formula: str = "mosteller") -> VirtualPopulation:
@@ -174,22 +291,31 @@ def sample_population(model: Model, n: int, seed: int, spec: PopulationSpec | No
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"number of patients must be a positive integer, got {n!r}", field="patients")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}", field="seed")
-    spec = spec or PopulationSpec()
-    spec.check(model)
-    rng = np.random.default_rng(int(seed))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise InputError(f"seed must be a non-negative integer below 2**64, got {seed!r}", field="seed")
+    n, seed = int(n), int(seed)
+    spec = (spec or PopulationSpec()).for_model(model)
+    spec._check(model)
     typ = model.default_params()
     names, chol = spec._chol()
-    eta = rng.standard_normal((n, len(names))) @ chol.T if names else np.zeros((n, 0))
+    tags = ("normal",) * len(names) + ("normal", "uniform", "uniform", "uniform", "normal")
+    u = patient_draws(seed, n, [f"eta:{k}" for k in names] + ["weight", "prior_tcr", "premed", "ada", "eta_crs"],
+                      tags)
+    z, (z_w, u_tcr, u_premed, u_ada, z_crs) = u[:len(names)], u[len(names):]
+    eta = np.zeros((n, len(names)))
+    for j in range(len(names)):  # eta = L z, elementwise in a fixed order (no BLAS: row i cannot depend on n)
+        acc = np.zeros(n)
+        for m in range(j + 1):
+            acc = acc + chol[j, m] * z[m]
+        eta[:, j] = acc
     w_ref = float(weight_kg or 70.0)
     sig_w = np.sqrt(np.log1p(spec.weight_cv**2))
-    wt = w_ref * np.exp(sig_w * rng.standard_normal(n) - 0.5 * sig_w**2)
+    wt = w_ref * np.exp(sig_w * z_w - 0.5 * sig_w**2)
     wt = np.clip(wt, spec.weight_min_kg, spec.weight_max_kg)
-    prior_tcr = (rng.random(n) < spec.prior_tcr_prob).astype(float)
-    premed = (rng.random(n) < spec.premed_fraction).astype(float)
-    ada = (rng.random(n) < float(typ.get("ADA_PROB", 0.0))).astype(float)
-    eta_crs = spec.crs_omega * rng.standard_normal(n)
+    prior_tcr = (u_tcr < spec.prior_tcr_prob).astype(float)
+    premed = (u_premed < spec.premed_fraction).astype(float)
+    ada = (u_ada < float(typ.get("ADA_PROB", 0.0))).astype(float)
+    eta_crs = spec.crs_omega * z_crs
 
     params: dict[str, np.ndarray] = {}
     for k in typ:

@@ -319,10 +319,11 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
     base = model.params(scalar_over)
     arr_over = {k: np.asarray(v, dtype=float) for k, v in params.items() if np.ndim(v) > 0}
     for k, v in arr_over.items():
-        # Name and sign validation of every patient's finite value (the smallest is the one that can violate
-        # the sign). Non-finite per-patient values are allowed: that patient is flagged by its status.
+        # Name and domain validation of every patient's finite value (the smallest and largest are the ones
+        # that can leave the domain). Non-finite per-patient values are allowed: that patient is flagged by its status.
         finite = v[np.isfinite(v)]
-        model.params({k: float(finite.min()) if finite.size else 1.0})
+        for x in ((finite.min(), finite.max()) if finite.size else ()):  # both ends: F has an upper bound
+            model.params({k: float(x)})
     batched = _is_regimen_list(regimen) or bool(arr_over) or ts.ndim == 2 or \
         (isinstance(covariates, (list, tuple)))
     if not batched:

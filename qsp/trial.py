@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from .crs import crs_params, crs_per_dose
-from .drugrun import drug_doses, with_premedication
 from .errors import InputError
 from .events import EventArrays, regimen_to_events
 from .model import Model
 from .population import VirtualPopulation
+from .premedication import drug_doses, with_premedication
 from .regimen import Regimen
 from .simulate import STATUS_OK, SolverConfig, solve_events_windows
 from .units import Covariates

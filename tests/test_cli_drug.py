@@ -32,7 +32,7 @@ def test_simulate_drug_writes_timecourse_doses_and_plot(tmp_path):
 
 def test_regimen_file_switches_route(tmp_path):
     f = tmp_path / "flat_iv.csv"
-    f.write_text("day,dose,unit,route\n1,1.5,mg/kg,IV\n")
+    f.write_text("day,dose,unit,route\n1,1.5,mg/kg,IV_bolus\n")
     r = runner.invoke(app, ["simulate", "--drug", "teclistamab", "--regimen", str(f), "--days", "7",
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output

@@ -223,21 +223,35 @@ def test_one_cmt_in_days(tmp_path):
 
 
 def test_solver_failure_is_flagged_not_fatal(tmp_path):
-    """A patient whose solve fails (here: max steps) gets CP '.', a warning on stderr, and the run completes."""
+    """An ID whose solve fails (here: max steps) gets CP '.', is listed in failed.csv and on one 'failed:' line,
+    the other IDs complete, and the command exits with code 3 (not 0)."""
     data = tmp_path / "d.csv"
-    data.write_text("ID,TIME,AMT,CMT\n1,0,100,2\n1,1000,.,.\n")
+    data.write_text("ID,TIME,AMT,CMT\n1,0,100,2\n1,1000,.,.\n2,0,100,2\n2,0.001,.,.\n")
     out = tmp_path / "o"
     res = _invoke(["simulate", "--model", "pk-1cmt", "--dataset", data, "--param", "CL=1", "--param", "V=10",
                    "--max-steps", "2", "--rtol", "1e-12", "--atol", "1e-14", "--out", out])
-    assert res.exit_code == 0, res.output
-    assert "warning: ID 1: solver failed" in res.stderr
-    assert pd.read_csv(out / "predictions.csv", dtype=str)["CP"].tolist() == [".", "."]
+    assert res.exit_code == 3, res.output
+    fail_lines = [ln for ln in res.stderr.splitlines() if ln.startswith("failed:")]
+    assert len(fail_lines) == 1 and "1 of 2 IDs" in fail_lines[0] and "failed.csv" in fail_lines[0]
+    assert pd.read_csv(out / "predictions.csv", dtype=str)["CP"].tolist()[:2] == [".", "."]
+    assert pd.read_csv(out / "predictions.csv", dtype=str)["CP"].tolist()[2] == "10"
+    failed = pd.read_csv(out / "failed.csv")
+    assert failed.ID.tolist() == [1] and failed.status.ne(0).all()
+
+
+def test_every_id_failing_exits_3(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("ID,TIME,AMT,CMT\n1,0,100,2\n1,1000,.,.\n")
+    res = _invoke(["simulate", "--model", "pk-1cmt", "--dataset", data, "--param", "CL=1", "--param", "V=10",
+                   "--max-steps", "2", "--rtol", "1e-12", "--atol", "1e-14", "--out", tmp_path / "o"])
+    assert res.exit_code == 3 and "1 of 1 IDs" in res.stderr
 
 
 # --------------------------------------------------------------------------------------------------
 # user mistakes: one line "error: ...", exit code 2, no output directory
 # --------------------------------------------------------------------------------------------------
 GOOD = "ID,TIME,AMT,CMT\n1,0,100,2\n1,1,.,.\n"
+REQ2 = ["--param", "CL=0.2", "--param", "V1=3", "--param", "Q=0.5", "--param", "V2=2"]  # pk-2cmt's required set
 
 
 def _assert_user_error(res, out: Path, *needles):
@@ -268,7 +282,7 @@ def test_malformed_dataset(tmp_path, text, needles):
     data = tmp_path / "bad.csv"
     data.write_text(text)
     out = tmp_path / "out"
-    res = _invoke(["simulate", "--model", "pk-2cmt", "--dataset", data, "--out", out])
+    res = _invoke(["simulate", "--model", "pk-2cmt", *REQ2, "--dataset", data, "--out", out])
     _assert_user_error(res, out, *needles)
 
 
@@ -277,7 +291,12 @@ def test_malformed_dataset(tmp_path, text, needles):
     (["--model", "pk-2cmt", "--param", "CLX=1"], ["unknown parameter", "CLX"]),
     (["--model", "pk-2cmt", "--param", "CL=abc"], ["CL", "not a number"]),
     (["--model", "pk-2cmt", "--param", "CL"], ["NAME=VALUE"]),
-    (["--model", "pk-2cmt", "--param", "CL=-2"], ["CL", "positive"]),
+    (["--model", "pk-2cmt", "--param", "CL=-2"], ["CL", "> 0"]),
+    (["--model", "pk-2cmt", "--param", "F=7"], ["F", "0 < x <= 1"]),
+    (["--model", "pk-2cmt"], ["pk-2cmt needs CL, V1, Q, V2", "--param"]),
+    (["--model", "pk-1cmt", "--param", "CL=1"], ["pk-1cmt needs V", "--param"]),
+    (["--model", "pk-2cmt", *REQ2, "--days", "3"], ["--days", "does not apply"]),
+    (["--model", "pk-2cmt", *REQ2, "--seed", "3"], ["--seed", "does not apply"]),
     (["--model", "pk-2cmt", "--param", "CL=1", "--param", "CL=2"], ["CL", "twice"]),
     (["--model", "pk-2cmt", "--param", "D7=1"], ["D7", "compartment"]),
     (["--model", "pk-1cmt", "--param", "V1=3"], ["unknown parameter", "V1"]),
@@ -296,9 +315,17 @@ def test_bad_options(tmp_path, args, needles):
     _assert_user_error(res, out, *needles)
 
 
+def test_depot_dose_needs_ka(tmp_path):
+    data = tmp_path / "sc.csv"
+    data.write_text("ID,TIME,AMT,CMT\n1,0,100,1\n1,1,.,.\n")
+    out = tmp_path / "out"
+    res = _invoke(["simulate", "--model", "pk-2cmt", *REQ2, "--dataset", data, "--out", out])
+    _assert_user_error(res, out, "CMT 1", "KA")
+
+
 def test_missing_dataset_file(tmp_path):
     out = tmp_path / "out"
-    res = _invoke(["simulate", "--model", "pk-2cmt", "--dataset", tmp_path / "nope.csv", "--out", out])
+    res = _invoke(["simulate", "--model", "pk-2cmt", *REQ2, "--dataset", tmp_path / "nope.csv", "--out", out])
     _assert_user_error(res, out, "not found", "nope.csv")
 
 
@@ -336,7 +363,7 @@ def test_module_entry_point_subprocess(tmp_path):
     data = tmp_path / "bad.csv"
     data.write_text("ID,TIME,AMT,CMT\n1,0,abc,2\n")
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "qsp", "simulate", "--model", "pk-2cmt", "--dataset", str(data),
+    r = subprocess.run([sys.executable, "-m", "qsp", "simulate", "--model", "pk-2cmt", *REQ2, "--dataset", str(data),
                         "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.startswith("error:") and r.stderr.count("\n") == 1 and "data row 1" in r.stderr

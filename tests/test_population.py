@@ -1,4 +1,5 @@
-"""Virtual populations (qsp.population): seeded sampling, IIV correlations, covariates, input checks."""
+"""Virtual populations (qsp.population): seeded, stable sampling, IIV correlations, covariates, input checks."""
+import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 
 from qsp.cards import load_card
 from qsp.errors import InputError
-from qsp.population import PopulationSpec, population_spec, sample_population
+from qsp.population import (PopulationSpec, patient_draws, population_spec, sample_population, stream_id,
+                            threefry2x32)
 
 N_BIG = 20000
 
@@ -124,6 +126,9 @@ def test_subset_keeps_rows_aligned(card, model, ref):
     ({"n": 0}, "patients"),
     ({"n": 2.5}, "patients"),
     ({"seed": -1}, "seed"),
+    ({"seed": 2**64}, "seed"),
+    ({"seed": 1.5}, "seed"),
+    ({"seed": True}, "seed"),
     ({"spec": PopulationSpec(omega={"NOT_A_PARAM": 0.3})}, "omega.NOT_A_PARAM"),
     ({"spec": PopulationSpec(omega={"CL": -0.1})}, "omega.CL"),
     ({"spec": PopulationSpec(correlations={("CL", "V1"): 1.5})}, "correlations"),
@@ -151,3 +156,131 @@ def test_card_population_table(card, model):
     with pytest.raises(InputError) as e:
         population_spec(replace(card, population={"weight_sd": 3.0}))
     assert e.value.field == "population.weight_sd"
+
+
+def _identical(a, b):
+    """Every parameter array and covariate column of ``a`` equals ``b``'s, byte for byte."""
+    assert a.params.keys() == b.params.keys()
+    assert list(a.covariates.columns) == list(b.covariates.columns)
+    for k in a.params:
+        assert a.params[k].dtype == b.params[k].dtype == np.float64, k
+        assert np.array_equal(a.params[k], b.params[k]) and a.params[k].tobytes() == b.params[k].tobytes(), k
+    for c in a.covariates.columns:
+        x, y = a.covariates[c].to_numpy(), b.covariates[c].to_numpy()
+        assert x.dtype == y.dtype and np.array_equal(x, y) and x.tobytes() == y.tobytes(), c
+
+
+@pytest.mark.parametrize("extra", [{}, {"prior_tcr_prob": 0.3, "premed_fraction": 0.5}])
+def test_growing_the_cohort_keeps_the_existing_patients(card, model, ref, extra):
+    spec = population_spec(card, **extra)
+    small, big = _sample(model, ref, 500, 42, spec), _sample(model, ref, 3000, 42, spec)
+    _identical(small, big.subset(np.arange(500)))
+    assert big.n == 3000 and list(big.covariates["id"]) == list(range(3000))
+    # the later patients are new ones, not repeats
+    assert not np.isin(big.params["CL"][500:], small.params["CL"]).any()
+    if extra:
+        assert 0 < small.covariates["prior_tcr"].sum() < 500 and 0 < small.covariates["premed"].sum() < 500
+
+
+def test_a_different_seed_changes_patient_zero(card, model, ref):
+    spec = population_spec(card, prior_tcr_prob=0.5, premed_fraction=0.5)
+    a = _sample(model, ref, 5, 0, spec)
+    for seed in (1, 2**32, 2**64 - 1):
+        b = _sample(model, ref, 5, seed, spec)
+        for k in ("CL", "V1", "KA", "T0", "TUMOR0"):
+            assert a.params[k][0] != b.params[k][0], (seed, k)
+        for col in ("weight_kg", "eta_crs"):
+            assert a.covariates[col][0] != b.covariates[col][0], (seed, col)
+    np.testing.assert_array_equal(_sample(model, ref, 1, np.int64(3), spec).params["CL"],
+                                  _sample(model, ref, 1, 3, spec).params["CL"])  # numpy integer seeds accepted
+
+
+def test_named_streams_adding_iiv_keeps_the_other_draws(card, model, ref):
+    base = population_spec(card)
+    more = replace(base, omega={**base.omega, "Q": 0.25})  # IIV on one more parameter (appended)
+    fewer = replace(base, omega={k: v for k, v in base.omega.items() if k != "KA"})
+    a, b, c = (_sample(model, ref, 300, 5, s) for s in (base, more, fewer))
+    for k in ("KA", "T0", "TUMOR0", "STAA0", "KIL6"):  # uncorrelated: bit-identical
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    for k in ("T0", "TUMOR0", "STAA0", "KIL6"):
+        np.testing.assert_array_equal(a.params[k], c.params[k])
+    for k in ("CL", "V1"):  # correlated: same z, same leading Cholesky block (up to rounding of the factorisation)
+        np.testing.assert_allclose(a.params[k], b.params[k], rtol=1e-12)
+        np.testing.assert_allclose(a.params[k], c.params[k], rtol=1e-12)
+    assert not np.allclose(a.params["Q"], b.params["Q"])  # Q now varies beyond weight
+    assert "KA" not in c.params  # no IIV (and no allometry) on KA: every patient has the typical value
+    for col in a.covariates.columns:  # weight, Bernoulli and CRS draws do not depend on the IIV names
+        np.testing.assert_array_equal(a.covariates[col], b.covariates[col])
+
+
+def test_patient_draws_are_standard_normal_and_uniform_and_independent():
+    from scipy import stats
+    names = ["eta:CL", "eta:V1", "weight", "ada", "premed"]
+    d = patient_draws(11, N_BIG, names, ["normal", "normal", "normal", "uniform", "uniform"])
+    assert d.shape == (5, N_BIG) and d.dtype == np.float64
+    for row in d[:3]:
+        assert stats.kstest(row, "norm").pvalue > 1e-3
+    for row in d[3:]:
+        assert row.min() >= 0.0 and row.max() < 1.0
+        assert stats.kstest(row, "uniform").pvalue > 1e-3
+    c = np.corrcoef(d)
+    assert np.abs(c[np.triu_indices(5, 1)]).max() < 0.03  # ~4 SE at N=20000
+    # a stream's values depend on its name, not its position; the ids are CRC-32, not Python's salted hash
+    np.testing.assert_array_equal(patient_draws(11, 100, ["ada", "eta:CL"], ["uniform", "normal"])[::-1],
+                                  d[[0, 3], :100])
+    assert stream_id("weight") == zlib.crc32(b"weight")
+
+
+def test_threefry_is_jax_random_fold_in():
+    import jax
+    import jax.numpy as jnp
+    data = np.array([0, 1, 7, 499, 2**31, 2**32 - 1, stream_id("weight"), stream_id("eta:CL")], dtype=np.uint32)
+    for seed in (0, 1, 42, 2**32 + 5, 2**63 - 1):
+        key = jax.random.PRNGKey(seed)
+        want = np.asarray(jax.random.key_data(jax.vmap(lambda d: jax.random.fold_in(key, d))(jnp.asarray(data))))
+        kd = np.asarray(jax.random.key_data(key))
+        got = np.stack(threefry2x32(kd[0], kd[1], np.zeros_like(data), data), axis=-1)
+        np.testing.assert_array_equal(got, want)
+        assert list(kd) == [seed >> 32, seed & 0xFFFFFFFF]  # the key of a seed, as documented
+    # a uniform draw of patient 3 in stream "ada", by the documented recipe through jax.random
+    k = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(9), 3), zlib.crc32(b"ada"))
+    hi, lo = (int(w) for w in np.asarray(jax.random.key_data(k)))
+    assert patient_draws(9, 4, ["ada"], ["uniform"])[0, 3] == (((hi << 32) | lo) >> 11) * 2.0**-53
+
+
+@pytest.mark.parametrize("drug", ["blinatumomab", "tebentafusp", "catumaxomab"])
+def test_one_compartment_cards_map_v1_iiv_to_v(drug):
+    c = load_card(drug)
+    m, r = c.model(), c.covariates()
+    info = m.param_info
+    assert "V" in info and "V1" not in info
+    spec = population_spec(c)
+    assert "V1" in spec.omega  # the defaults name V1 ...
+    pop = sample_population(m, 50, 1, spec, weight_kg=r.weight_kg, height_cm=r.height_cm)
+    assert "V1" not in pop.params and "V1" not in pop.spec.omega  # ... and apply to V
+    assert pop.spec.omega["V"] == spec.omega["V1"] and pop.spec.correlations == {("CL", "V"): 0.4}
+    v = pop.params["V"]
+    assert np.all(v > 0) and np.unique(v).size == 50
+    spec.check(m)  # the public check maps too
+    # the variation of V is the IIV (not only weight): log V - allometry has SD ~ omega, and CL-V correlate
+    big = sample_population(m, N_BIG, 2, replace(spec, allometry=False), weight_kg=r.weight_kg)
+    e_v = np.log(big.params["V"] / m.default_params()["V"])
+    e_cl = np.log(big.params["CL"] / m.default_params()["CL"])
+    assert np.std(e_v) == pytest.approx(spec.omega["V1"], rel=0.05)
+    assert np.corrcoef(e_cl, e_v)[0, 1] == pytest.approx(0.4, abs=0.03)
+
+
+def test_v1_alias_rules(model):
+    blin = load_card("blinatumomab").model()
+    spec = PopulationSpec(omega={"CL": 0.3, "V1": 0.2}, correlations={("V1", "CL"): 0.3}, sources={"V1": "s"})
+    mapped = spec.for_model(blin)
+    assert mapped.omega == {"CL": 0.3, "V": 0.2} and list(mapped.omega) == ["CL", "V"]
+    assert mapped.correlations == {("V", "CL"): 0.3} and mapped.sources == {"V": "s"}
+    # the spec's own omega on V wins; V1 entries are dropped
+    both = PopulationSpec(omega={"CL": 0.3, "V1": 0.2, "V": 0.5}, correlations={("CL", "V1"): 0.3})
+    assert both.for_model(blin).omega == {"CL": 0.3, "V": 0.5} and both.for_model(blin).correlations == {}
+    # a model with V1 (2-cmt) is left alone
+    assert spec.for_model(model) == spec
+    with pytest.raises(InputError) as e:
+        PopulationSpec(omega={"V2": 0.2}).check(blin)  # other names are not aliased
+    assert e.value.field == "omega.V2"

@@ -27,9 +27,9 @@ class ADA(Component):
         self.states = (State("ADA", "1", "normalized anti-drug antibody titre (0-1)"),)
         self.params = (
             Param("ADA_POS", 0.0, "1", "1 if this patient develops ADA, else 0 (drawn per patient)",
-                  "patient-level; population draws it with probability ADA_PROB", positive=False),
+                  "patient-level; population draws it with probability ADA_PROB", positive=False, upper=1.0),
             Param("ADA_PROB", prob, "1", "probability that a patient develops treatment-emergent ADA",
-                  src.get("ADA_PROB", "assumed"), positive=False),
+                  src.get("ADA_PROB", "assumed"), positive=False, upper=1.0),
             Param("ADA_ONSET", onset, "day", "typical time of ADA onset after the first dose",
                   src.get("ADA_ONSET", "assumed: treatment-emergent ADA appear after weeks")),
             Param("ADA_WIDTH", 3.0, "day", "spread of the onset (logistic width)", "assumed"),

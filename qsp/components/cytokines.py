@@ -58,7 +58,8 @@ class Cytokines(Component):
             Param("KMONO_OFF", v["KMONO_OFF"], "1/day", "monocyte deactivation rate", a),
             Param("KDEX", v["KDEX"], "1/day", "decay of the dexamethasone effect (t1/2 ~1 day)",
                   "assumed: biological half-life of dexamethasone 36-54 h"),
-            Param("DEX_IMAX", v["DEX_IMAX"], "1", "maximal inhibition of cytokine production by dexamethasone", a),
+            Param("DEX_IMAX", v["DEX_IMAX"], "1", "maximal inhibition of cytokine production by dexamethasone", a,
+                  upper=1.0),
             Param("DEX_IC50", v["DEX_IC50"], "mg", "dexamethasone amount for half-maximal inhibition", a),
         )
         self.outputs = (Output("il6_pg_per_ml", "pg/mL", "serum IL-6"),

@@ -38,7 +38,8 @@ class Depot(Component):
         self.states = (State(state, "A", f"drug amount in the {description}"),)
         self.params = (
             Param(self.ka_name, ka, f"1/{time_unit}", "first-order absorption rate constant", src.get("ka", "assumed")),
-            Param(self.f_name, f, "1", "bioavailability (fraction of the dose absorbed)", src.get("f", "assumed")),
+            Param(self.f_name, f, "1", "bioavailability (fraction of the dose absorbed)", src.get("f", "assumed"),
+                  upper=1.0),
             Param(self.lag_name, lag, time_unit, "absorption lag time", src.get("lag", "assumed"), positive=False),
         )
 

@@ -10,10 +10,11 @@ column                 meaning
                        are allowed (1.5 = 12 h into day 1).
 ``dose``               amount (positive), or the rate for ``IV_continuous``
 ``unit``               mg, ug, ng, nmol, mg/kg, ug/kg, mg/m2, ug/m2, ug/day, mg/day, ug/m2/day
-``route``              ``SC``; ``IV`` (a bolus without ``infusion_h``, an infusion over ``infusion_h`` hours
-                       with it); ``IV_continuous`` (needs ``infusion_h``); ``IP``; ``IV_bolus`` and
-                       ``IV_infusion`` are accepted too
-``infusion_h``         infusion duration in hours (IV infusions and IV_continuous only)
+``route``              ``SC``; ``IV`` (an IV infusion over ``infusion_h`` hours, which it needs: an ``IV`` row
+                       without ``infusion_h`` is an error, not a bolus); ``IV_bolus`` (an instantaneous IV
+                       injection, written explicitly; ``bolus`` is accepted too); ``IV_continuous`` (needs
+                       ``infusion_h``); ``IP``; ``IV_infusion`` is accepted as a synonym of ``IV``
+``infusion_h``         infusion duration in hours (``IV``/``IV_infusion`` and ``IV_continuous`` only)
 ``repeat_every_days``  repeat the dose every N days ...
 ``repeat_until_day``   ... up to and including this day (NONMEM II/ADDL). Without it, the caller's horizon
                        ``until_day`` applies (label maintenance doses "until progression").
@@ -27,6 +28,14 @@ them apart, as :attr:`LabelRegimen.pretreatment`, on the same clock.
 
 Every malformed row is reported (all rows at once, :class:`~qsp.errors.InputErrors`), naming the data row
 (1-based, the header not counted; the file line is given too) and the field.
+
+One dose a day: two doses of the drug on the same ``day`` (after repeats are expanded, e.g. a row on day 8
+and a weekly repeat that lands on day 8) are an error naming both rows (field ``day``). A split dose goes on
+consecutive days, or at a fractional day (8.5). In the label library the ``dose_no`` 0 pretreatment rows
+are checked apart from the drug's own doses.
+
+:func:`write_regimen_csv` writes ``IV_bolus`` doses as route ``IV_bolus`` and IV infusions as ``IV`` with
+``infusion_h``, so a table read, written and read again gives the same regimen.
 """
 
 from __future__ import annotations
@@ -48,7 +57,8 @@ from ..units import normalize_unit
 REGIMEN_COLUMNS = ("day", "dose", "unit", "route", "infusion_h", "repeat_every_days", "repeat_until_day", "label")
 LABEL_COLUMNS = ("drug", "regimen", "dose_no", "day", "dose", "unit", "route", "infusion_h", "repeat_every_days",
                  "repeat_until_day", "note", "source")
-TABLE_ROUTES = ("SC", "IV", "IV_continuous", "IP", "IV_bolus", "IV_infusion")
+TABLE_ROUTES = ("SC", "IV", "IV_bolus", "IV_continuous", "IP", "IV_infusion")
+_ROUTES_ALLOWED = f"{', '.join(TABLE_ROUTES)} (bolus = IV_bolus)"
 _REQUIRED = ("day", "dose", "unit", "route")
 _DOSE_FIELDS = {"time": "day", "amount": "dose", "unit": "unit", "route": "route", "duration": "infusion_h",
                 "ii": "repeat_every_days", "addl": "repeat_until_day"}
@@ -168,12 +178,10 @@ def _number(rec: dict, name: str, errors: list, *, required=False, positive=Fals
     return x
 
 
-def _table_route(route: str, has_infusion: bool) -> str | None:
-    key = route.strip().lower()
-    if key == "iv":
-        return "IV_infusion" if has_infusion else "IV_bolus"
-    return {"sc": "SC", "ip": "IP", "iv_continuous": "IV_continuous", "iv_bolus": "IV_bolus",
-            "iv_infusion": "IV_infusion"}.get(key)
+def _table_route(route: str) -> str | None:
+    """The :class:`~qsp.regimen.Dose` route of a table route (``IV`` is an infusion), or None if unknown."""
+    return {"sc": "SC", "ip": "IP", "iv": "IV_infusion", "iv_infusion": "IV_infusion", "iv_continuous": "IV_continuous",
+            "iv_bolus": "IV_bolus", "bolus": "IV_bolus"}.get(route.strip().lower())
 
 
 def _parse_dose_rows(recs: list[dict], *, until_day: float | None, day_origin: float | None,
@@ -207,14 +215,17 @@ def _parse_dose_rows(recs: list[dict], *, until_day: float | None, day_origin: f
         until = _number(rec, "repeat_until_day", errors, nonneg=True)
         route = None
         if _blank(rec.get("route")):
-            errors.append(_err(r, ln, "route", f"route is required and is empty; allowed: {', '.join(TABLE_ROUTES)}"))
+            errors.append(_err(r, ln, "route", f"route is required and is empty; allowed: {_ROUTES_ALLOWED}"))
         else:
-            route = _table_route(rec["route"], inf_h is not None)
+            route = _table_route(rec["route"])
             if route is None:
-                errors.append(_err(r, ln, "route", f"unknown route {rec['route']!r}; allowed: "
-                                   f"{', '.join(TABLE_ROUTES)}"))
+                errors.append(_err(r, ln, "route", f"unknown route {rec['route']!r}; allowed: {_ROUTES_ALLOWED}"))
         if route is not None:
-            if route in ("IV_infusion", "IV_continuous") and inf_h is None and _blank(rec.get("infusion_h")):
+            no_duration = inf_h is None and _blank(rec.get("infusion_h"))
+            if route == "IV_infusion" and no_duration and rec["route"].strip().lower() == "iv":
+                errors.append(_err(r, ln, "infusion_h", "route IV needs infusion_h (hours); write IV_bolus for a "
+                                   "bolus"))
+            elif route in ("IV_infusion", "IV_continuous") and no_duration:
                 errors.append(_err(r, ln, "infusion_h", f"route {rec['route']} is an infusion and needs infusion_h "
                                    "(hours)"))
             if route in ("SC", "IP", "IV_bolus") and inf_h is not None:
@@ -251,6 +262,30 @@ def _g(x: float) -> str:
     return f"{x:g}"
 
 
+def _check_one_dose_a_day(doses: Sequence[tuple[dict, Dose]], origin: float, errors: list) -> None:
+    """An error (field ``day``) for each pair of rows that give a dose on the same day, repeats expanded."""
+    first: dict[float, dict] = {}  # day (rounded) -> the row that first doses on it
+    seen_pairs: set[tuple[int, int]] = set()
+    for rec, d in doses:
+        for k in range(d.addl + 1):
+            day = d.time + k * d.ii + origin
+            key = round(day, 9)
+            other = first.setdefault(key, rec)
+            if other is rec:
+                continue
+            pair = (other["_row"], rec["_row"])
+            if pair in seen_pairs:
+                continue
+            seen_pairs.add(pair)
+            where = f"data rows {pair[0]} and {pair[1]}"
+            if other["_line"] is not None and rec["_line"] is not None:
+                where += f" (file lines {other['_line']} and {rec['_line']})"
+            e = InputError(f"{where}, day: both give a dose on day {_g(day)}; a split dose goes on consecutive days "
+                           f"(or at a fractional day such as {_g(day + 0.5)})", field="day")
+            e.row, e.rows = rec["_row"], pair
+            errors.append(e)
+
+
 # --------------------------------------------------------------------------------------------------
 # plain regimen tables
 # --------------------------------------------------------------------------------------------------
@@ -268,7 +303,8 @@ def read_regimen_csv(source, *, until_day: float | None = None, day_origin: floa
     if not recs:
         raise InputError(f"{src}: the regimen table has no rows", field="regimen")
     errors: list[InputError] = []
-    doses, _ = _parse_dose_rows(recs, until_day=until_day, day_origin=day_origin, errors=errors)
+    doses, origin = _parse_dose_rows(recs, until_day=until_day, day_origin=day_origin, errors=errors)
+    _check_one_dose_a_day(doses, origin, errors)
     raise_collected(errors)
     return Regimen(tuple(d for _, d in doses), time_unit="day", name=name, source=src)
 
@@ -294,7 +330,7 @@ def regimen_to_table(regimen: Regimen, *, day_origin: float = 1) -> pd.DataFrame
             raise InputError(f"dose at day {d.time + day_origin:g}: resets and explicit compartments cannot be "
                              "written to a plain regimen table (use the NONMEM writer)", field="regimen")
         day = _sig12(d.time + day_origin)
-        route = "IV" if d.route in ("IV_bolus", "IV_infusion") else d.route
+        route = "IV" if d.route == "IV_infusion" else d.route  # IV_bolus stays IV_bolus: a bare IV needs infusion_h
         rows.append(dict(day=day, dose=d.amount, unit=d.unit, route=route,
                          infusion_h=None if d.duration is None else _sig12(d.duration * 24.0),
                          repeat_every_days=d.ii if d.ii > 0 else None,
@@ -400,6 +436,9 @@ def load_label_regimen(drug: str, regimen: str | None = None, *, table=None, unt
         rec["_dose_no"] = int(n)
     raise_collected(errors)
     doses, origin = _parse_dose_rows(rows, until_day=until_day, day_origin=day_origin, errors=errors)
+    # the pretreatment (dose_no 0) is another drug: it may share a day with the drug's own doses
+    _check_one_dose_a_day([(rec, d) for rec, d in doses if rec["_dose_no"] > 0], origin, errors)
+    _check_one_dose_a_day([(rec, d) for rec, d in doses if rec["_dose_no"] == 0], origin, errors)
     raise_collected(errors)
     main = tuple(d for rec, d in doses if rec["_dose_no"] > 0)
     pre = tuple(d for rec, d in doses if rec["_dose_no"] == 0)
