@@ -16,6 +16,9 @@ limit               environment variable   default    what it bounds
                                                       ``--outputs-per-day``, or rows + grid of an ID)
 ``memory_gb``       ``QSP_MAX_MEMORY_GB``  6          estimated memory of one run's results (GB)
 ``ids``             ``QSP_MAX_IDS``        100000     IDs in one NONMEM dataset
+``segment_outputs`` ``QSP_MAX_SEGMENT_``   2e7        integration segments x output times of one dataset
+                    ``OUTPUTS``                       ID (every segment saves at every output time: about
+                                                      1-1.4 us per pair, so 2e7 is ~30 s)
 ==================  =====================  =========  ===================================================
 
 The memory estimate is deliberately simple (results held in memory and their CSV text, plus one
@@ -49,6 +52,8 @@ LIMITS = {
     "output_points": Limit("output_points", 200_000, "QSP_MAX_OUTPUTS", "output times per patient"),
     "memory_gb": Limit("memory_gb", 6.0, "QSP_MAX_MEMORY_GB", "estimated memory of one run (GB)"),
     "ids": Limit("ids", 100_000, "QSP_MAX_IDS", "IDs in one dataset"),
+    "segment_outputs": Limit("segment_outputs", 2e7, "QSP_MAX_SEGMENT_OUTPUTS",
+                             "integration segments x output times per ID"),
 }
 
 

@@ -356,6 +356,6 @@ def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000
     model, ref = card.model(), card.covariates()
     spec = population_spec(card, premed_fraction=1.0 if premed == "label" else 0.0)
     pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm)
-    reg = regimen if regimen is not None else card.regimen(until_day=days + 1)
+    reg = regimen if regimen is not None else card.regimen(until_day=days)
     crs = {**card.crs_values(), **dict(kw.pop("crs", None) or {})}
     return run_trial(model, reg, pop, ref, days=days, progress=progress, crs=crs, **kw)

@@ -103,12 +103,12 @@ def format_crs_table(trial) -> str:
 # --------------------------------------------------------------------------------------------------
 # published per-dose incidence
 # --------------------------------------------------------------------------------------------------
-def _data_file(name: str) -> Path | None:
-    here = Path(__file__).resolve().parent
-    for p in (here / "data" / name, here.parent / "data" / name):
-        if p.is_file():
-            return p
-    return None
+def _data_file(name: str):
+    """A curated data file from the package data, or None when the installation lacks it."""
+    from .io.resources import data_root
+
+    node = data_root().joinpath(name)
+    return node if node.is_file() else None
 
 
 def published_crs(drug: str, regimen: str | None = None) -> pd.DataFrame:
@@ -121,7 +121,8 @@ def published_crs(drug: str, regimen: str | None = None) -> pd.DataFrame:
     cols = ["drug", "regimen", "dose_no", "crs_any_pct", "source"]
     if path is None:
         return pd.DataFrame(columns=cols)
-    df = pd.read_csv(path, dtype={"dose_no": str})
+    with path.open("r", encoding="utf-8") as fh:
+        df = pd.read_csv(fh, dtype={"dose_no": str})
     df = df[df["drug"].str.strip().str.lower() == str(drug).strip().lower()]
     if regimen is not None:
         df = df[df["regimen"] == regimen]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pandas as pd
@@ -332,3 +333,123 @@ def test_file_and_argument_errors(tmp_path):
         read("ID,TIME\n1,0\n", params={"D2": -1.0})
     with pytest.raises(InputError, match="default compartment 5"):
         read("ID,TIME\n1,0\n", default_cmt=5)
+
+
+# --------------------------------------------------------------------------------------------------
+# size limits (qsp.limits): counted before any regimen is built or repeat expanded
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def no_expansion(monkeypatch):
+    """Reading must never expand repeats: Dose.repeats / Regimen.expanded fail if called."""
+    def boom(self):
+        raise AssertionError("repeats expanded while reading")
+
+    monkeypatch.setattr(Dose, "repeats", boom)
+    monkeypatch.setattr(Regimen, "expanded", boom)
+
+
+def test_huge_addl_refused_fast_before_any_expansion(no_expansion, monkeypatch):
+    monkeypatch.delenv("QSP_MAX_EVENTS", raising=False)
+    text = H + "1,0,100,1,2,0,24,10000000,1,.\n1,24,.,0,.,.,.,.,0,.\n"
+    t0 = time.perf_counter()
+    with pytest.raises(InputError) as ei:
+        read(text)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 2.0
+    e, msg = ei.value, str(ei.value)
+    assert not isinstance(e, InputErrors), msg
+    assert e.row == 1 and e.field == "ADDL", msg
+    assert msg.startswith("data row 1 (file line 2), ADDL: ADDL=10000000"), msg
+    assert "10,000,001 dose events" in msg and "limit of 5,000" in msg and "QSP_MAX_EVENTS" in msg, msg
+    # the same with a tiny II: the count does not depend on II
+    with pytest.raises(InputError, match="QSP_MAX_EVENTS"):
+        read(H + "1,0,100,1,2,0,0.0001,10000000,1,.\n")
+
+
+def test_many_small_rows_summing_over_the_limit(no_expansion, monkeypatch):
+    monkeypatch.delenv("QSP_MAX_EVENTS", raising=False)
+    rows = "".join(f"1,{k},1,1,2,0,0.5,9,1,.\n" for k in range(600))  # 600 rows x 10 doses = 6000
+    with pytest.raises(InputError) as ei:
+        read(H + rows)
+    e, msg = ei.value, str(ei.value)
+    assert e.row == 501 and e.field == "ADDL", msg  # rows 1..500 give 5000 events; row 501 goes over
+    assert msg.startswith("data row 501 (file line 502), ADDL:"), msg
+    assert "5,010 dose events, 6,000 in all" in msg and "QSP_MAX_EVENTS" in msg, msg
+
+
+def test_single_doses_and_resets_count_and_name_the_id(no_expansion, monkeypatch):
+    monkeypatch.setenv("QSP_MAX_EVENTS", "4")
+    # EVID 4 counts 2 (a reset and a dose), EVID 3 counts 1: 2 + 1 + 1 = 4 is within the limit ...
+    ok = H + "1,0,5,4,2,.,.,.,1,.\n1,1,.,3,.,.,.,.,1,.\n1,2,5,1,2,.,.,.,1,.\n1,3,.,0,.,.,.,.,0,.\n"
+    assert len(read(ok).subjects[0].regimen) == 4
+    # ... one more single dose (no ADDL) goes over: named by its row and the field ID
+    with pytest.raises(InputError) as ei:
+        read(ok + "1,4,5,1,2,.,.,.,1,.\n")
+    e, msg = ei.value, str(ei.value)
+    assert e.row == 5 and e.field == "ID", msg
+    assert "ID 1 to 5 dose events" in msg and "limit of 4" in msg and "QSP_MAX_EVENTS" in msg, msg
+
+
+def test_every_id_over_the_limit_is_reported(monkeypatch):
+    monkeypatch.setenv("QSP_MAX_EVENTS", "10")
+    text = H + "1,0,5,1,2,.,1,20,1,.\n2,0,5,1,2,.,1,3,1,.\n3,0,5,1,2,.,1,5,1,.\n3,9,5,1,2,.,1,5,1,.\n"
+    with pytest.raises(InputErrors) as ei:
+        read(text)
+    assert [(e.row, e.field) for e in ei.value.errors] == [(1, "ADDL"), (4, "ADDL")]
+
+
+def test_events_limit_is_inclusive_and_raised_by_the_environment(no_expansion, monkeypatch):
+    monkeypatch.delenv("QSP_MAX_EVENTS", raising=False)
+    at_limit = read(H + "1,0,100,1,2,0,1,4999,1,.\n")  # 5000 events: allowed
+    assert at_limit.subjects[0].regimen.doses[0].addl == 4999
+    over = H + "1,0,100,1,2,0,1,9999,1,.\n"
+    with pytest.raises(InputError, match="QSP_MAX_EVENTS"):
+        read(over)
+    monkeypatch.setenv("QSP_MAX_EVENTS", "20000")
+    ds = read(over)
+    assert ds.subjects[0].regimen.doses[0].addl == 9999 and len(ds.subjects[0].regimen) == 1
+    monkeypatch.setenv("QSP_MAX_EVENTS", "lots")
+    with pytest.raises(InputError, match="QSP_MAX_EVENTS"):
+        read(over)
+
+
+def test_ids_over_the_limit(monkeypatch):
+    monkeypatch.setenv("QSP_MAX_IDS", "3")
+    rows = "".join(f"{i},0,.,0,.,.,.,.,0,.\n{i},1,.,0,.,.,.,.,0,.\n" for i in (1, 2, 3))
+    assert read(H + rows).ids == [1, 2, 3]
+    with pytest.raises(InputError) as ei:
+        read(H + rows + "4,0,.,0,.,.,.,.,0,.\n5,0,.,0,.,.,.,.,0,.\n")
+    e, msg = ei.value, str(ei.value)
+    assert not isinstance(e, InputErrors), msg
+    assert e.row == 7 and e.field == "ID", msg  # the first row of the 4th ID
+    assert msg.startswith("data row 7 (file line 8), ID:"), msg
+    assert "5 IDs" in msg and "limit of 3" in msg and "QSP_MAX_IDS" in msg, msg
+
+
+def test_writer_refuses_to_write_out_huge_reset_repeats_fast(monkeypatch):
+    monkeypatch.delenv("QSP_MAX_EVENTS", raising=False)
+    reg = Regimen((Dose(0.0, 10.0, "mg", "IV_bolus", ii=1.0, addl=10_000_000, reset=True),), time_unit="h")
+    t0 = time.perf_counter()
+    with pytest.raises(InputError) as ei:
+        to_nonmem(reg, M2, ids=[7])
+    assert time.perf_counter() - t0 < 2.0
+    msg = str(ei.value)
+    assert msg.startswith("ID 7: ") and "ADDL" in msg and "QSP_MAX_EVENTS" in msg, msg
+    # repeats without a reset stay one row (nothing is written out): no limit applies to writing them
+    df = to_nonmem(Regimen((Dose(0.0, 10.0, "mg", "IV_bolus", ii=1.0, addl=10_000_000),), time_unit="h"), M2)
+    assert len(df) == 1 and df.ADDL.iloc[0] == 10_000_000
+
+
+def test_left_flags_many_rows_at_one_time():
+    # pre-dose flags: output rows followed by a dose/reset row at the same TIME (mixed pattern) ...
+    text = H + ("1,0,.,0,.,.,.,.,0,.\n1,0,.,2,.,.,.,.,1,.\n1,0,5,1,2,.,.,.,1,.\n1,0,.,0,.,.,.,.,0,.\n"
+                "1,0,.,3,.,.,.,.,1,.\n1,0,.,0,.,.,.,.,0,.\n1,1,.,0,.,.,.,.,0,.\n1,2,.,0,.,.,.,.,0,.\n"
+                "1,2,5,1,2,.,.,.,1,.\n")
+    np.testing.assert_array_equal(read(text).subjects[0].left, [1, 1, 0, 1, 0, 0, 0, 1, 0])
+    # ... found in linear time, also when thousands of rows share one TIME
+    n = 20_000
+    big = H + "1,0,.,0,.,.,.,.,0,.\n" * n + "1,0,5,1,2,.,.,.,1,.\n"
+    t0 = time.perf_counter()
+    s = read(big).subjects[0]
+    assert time.perf_counter() - t0 < 10.0
+    assert s.left[:n].all() and not s.left[n]

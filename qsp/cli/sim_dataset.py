@@ -83,9 +83,12 @@ def simulate_dataset(model_name: str | None, dataset: Path | None, time_unit: st
         dts = np.array(sorted({d.time for d in s.regimen.expanded().doses if t_lo <= d.time <= t_hi and
                                not (d.reset and d.amount == 0)}), dtype=float)
         grid = np.linspace(t_lo, t_hi, _N_GRID) if t_hi > t_lo else np.array([t_lo])
-        t_all = np.concatenate([t_row, grid, dts, dts])
-        l_all = np.concatenate([s.left, np.zeros(grid.size, bool), np.ones(dts.size, bool), np.zeros(dts.size, bool)])
-        kind = np.concatenate([np.zeros(t_row.size, int), np.ones(grid.size, int), np.full(2 * dts.size, 2)])
+        # both sides of each dose time draw the jumps; with many doses the grid alone is drawn (each output
+        # time costs every integration segment a save: segments x outputs is the solve's work)
+        jumps = dts if dts.size <= _N_GRID else dts[:0]
+        t_all = np.concatenate([t_row, grid, jumps, jumps])
+        l_all = np.concatenate([s.left, np.zeros(grid.size, bool), np.ones(jumps.size, bool),
+                                np.zeros(jumps.size, bool)])
         # at equal times: left-limit points first, so the plotted curve jumps vertically at a bolus
         order = np.lexsort((~l_all, t_all))
         regs.append(s.regimen)
@@ -97,8 +100,11 @@ def simulate_dataset(model_name: str | None, dataset: Path | None, time_unit: st
         grid_pos.append(np.sort(inv[t_row.size:]))
         dose_ts.append(dts)
     n_max = max(t.size for t in tss)
+    n_events = max(_events(r) for r in regs)
     check_limit("output_points", n_max, field="--dataset", hint="split the dataset")
-    check_memory(len(tss) * n_max * 8.0 * (4 * len(model.state_names) + 8), field="--dataset",
+    check_limit("segment_outputs", (2 * n_events + 1) * n_max, field="--dataset",
+                hint="fewer observation rows or dose events per ID")
+    check_memory(len(tss) * (n_max * 8.0 * (4 * len(model.state_names) + 8) + n_events * 400.0), field="--dataset",
                  hint="split the dataset into several files")
     ts = np.stack([np.concatenate([t, np.full(n_max - t.size, t[-1])]) for t in tss])
     left = np.stack([np.concatenate([lf, np.zeros(n_max - lf.size, bool)]) for lf in lefts])
@@ -130,6 +136,10 @@ def simulate_dataset(model_name: str | None, dataset: Path | None, time_unit: st
         files["_failed"] = (f"the solver failed for {len(failed)} of {len(ds.subjects)} IDs ({ids}; see failed.csv); "
                             "their CP is written as '.'")
     return files
+
+
+def _events(reg) -> int:
+    return int(sum(d.addl + 1 for d in reg.doses))
 
 
 def _plot_cp(curves, model, time_unit: str) -> bytes:

@@ -30,6 +30,15 @@ Validation happens before anything runs: every malformed record is reported, all
 :class:`~qsp.errors.InputErrors`; each message names the data row (1-based, counting data rows only:
 the header and comment lines are not counted; the file line is given too) and the field.
 
+Size limits (:mod:`qsp.limits`) are checked on the counts, before any regimen is built or repeat
+expanded, so that a typo such as ``ADDL=10000000`` is refused at once instead of running for hours:
+
+* dose events per ID (``QSP_MAX_EVENTS``, default 5000): each dose row (EVID 1/4) counts ``ADDL + 1``,
+  each reset (EVID 3/4) 1 more. The message names the first row that takes the ID over the limit
+  (field ADDL when that row has ADDL > 0, else ID);
+* IDs per dataset (``QSP_MAX_IDS``, default 100000): the message names the first row of the first ID
+  over the limit.
+
 Conversion to regimens (one :class:`~qsp.regimen.Regimen` per ID, in the dataset's time unit)
 ------------------------------------------------------------------------------------------
 * A dose into CMT ``n`` with ``model.cmt[n] = (state, route)`` becomes ``Dose(route=route)``, with
@@ -59,8 +68,10 @@ Writing
 -------
 :func:`to_nonmem` turns regimens (plus optional observation times, DV and covariates) into a dataset
 table; :func:`write_nonmem` writes it as CSV with ``.`` for missing values. An EVID 3 reset followed by
-a dose at the same time is written as one EVID 4 row. Infusion RATEs (and nothing else) are written with
-12 significant digits, so that read -> write -> read gives equal regimens and times.
+a dose at the same time is written as one EVID 4 row; a reset dose with repeats is written out as one
+row per repeat (the engine resets at every repeat), refused when that would exceed ``QSP_MAX_EVENTS``
+rows for one ID (other repeats stay one row with II/ADDL). Infusion RATEs (and nothing else) are
+written with 12 significant digits, so that read -> write -> read gives equal regimens and times.
 """
 
 from __future__ import annotations
@@ -77,6 +88,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, raise_collected
+from ..limits import LIMITS, limit
 from ..model import Model
 from ..regimen import Dose, Regimen, check_time_unit, time_factor
 from ..units import convert_dose
@@ -502,6 +514,11 @@ def read_nonmem(source, model: Model, *, time_unit: str = "h", params: Mapping[s
             rec["t_int"] = t + offset
             prev = rec
 
+    # --- size limits: counted, before any regimen is built or repeat expanded --------------------
+    limit_errors = _size_limit_errors(groups, order)
+    if limit_errors:
+        _raise_sorted(errors + limit_errors)
+
     # --- doses ----------------------------------------------------------------------------------
     lag_free = _lag_free_route(model)
     unit = model.amount_unit
@@ -528,15 +545,17 @@ def read_nonmem(source, model: Model, *, time_unit: str = "h", params: Mapping[s
         g = groups[i]
         times = np.array([rec["t_int"] for rec in g], dtype=float)
         evid = np.array([rec["EVID"] for rec in g], dtype=int)
+        # left: an output row followed, at the same time, by a dose/reset row (one backward pass: linear
+        # in the rows, also when many rows share one TIME)
         left = np.zeros(len(g), bool)
-        for a in range(len(g)):
-            if evid[a] in (0, 2):
-                b = a + 1
-                while b < len(g) and times[b] == times[a]:
-                    if evid[b] in EVENT_EVIDS:
-                        left[a] = True
-                        break
-                    b += 1
+        event_after = False
+        for a in range(len(g) - 1, -1, -1):
+            if a + 1 < len(g) and times[a + 1] != times[a]:
+                event_after = False
+            if evid[a] in EVENT_EVIDS:
+                event_after = True
+            else:
+                left[a] = event_after
         rows_idx = np.array([rec["k"] for rec in g], dtype=int)
         subjects.append(Subject(id=_as_id(i), regimen=Regimen(tuple(subj_doses[i]), time_unit=time_unit),
                                 rows=rows_idx, times=times, left=left, evid=evid,
@@ -567,6 +586,54 @@ def _partial(rid, t, evid, r, ln, k) -> dict | None:
     if rid is None or t is None:
         return None
     return dict(ID=rid, TIME=t, EVID=evid, row=r, line=ln, k=k, valid=False)
+
+
+def _count(x: float) -> str:
+    """A limit for a message: ``5,000`` (or ``2.5`` for a fractional one)."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.3g}"
+
+
+def _limit_text(name: str, hint: str) -> str:
+    lim = LIMITS[name]
+    return f"above the limit of {_count(limit(name))} {lim.what} (raise it with the environment variable {lim.env}" \
+           f"{'; ' + hint if hint else ''})"
+
+
+def _size_limit_errors(groups: dict[float, list[dict]], order: list[float]) -> list[InputError]:
+    """The dataset's size against the ``ids`` and ``events`` limits, from counts only (nothing expanded).
+
+    Dose events of an ID: ``ADDL + 1`` per dose row (EVID 1/4) plus 1 per reset (EVID 3/4), i.e. the
+    number of single doses and resets its regimen has once the repeats are written out. Rows that are
+    already invalid are not counted (they are reported on their own).
+    """
+    errors: list[InputError] = []
+    id_cap = limit("ids")
+    if len(order) > id_cap:
+        first = groups[order[int(id_cap)]][0]
+        errors.append(_err(first["row"], first["line"], "ID",
+                           f"the dataset has {len(order):,} IDs (ID {_fmt(first['ID'])}, starting here, is number "
+                           f"{int(id_cap) + 1:,}), {_limit_text('ids', 'or split the dataset into several files')}"))
+    ev_cap = limit("events")
+    for i in order:
+        total, over = 0, None
+        for rec in groups[i]:
+            if not rec["valid"] or rec["EVID"] not in EVENT_EVIDS:
+                continue
+            n = (rec["ADDL"] + 1 if rec["EVID"] in DOSE_EVIDS else 0) + (1 if rec["EVID"] in (3, 4) else 0)
+            total += n
+            if over is None and total > ev_cap:
+                over = (rec, total)
+        if over is None:
+            continue
+        rec, upto = over
+        addl = rec["ADDL"] if rec["EVID"] in DOSE_EVIDS else 0
+        fld = "ADDL" if addl > 0 else "ID"
+        what = f"ADDL={addl} ({addl + 1:,} doses) brings" if addl > 0 else "this record brings"
+        in_all = f", {total:,} in all" if total != upto else ""
+        errors.append(_err(rec["row"], rec["line"], fld,
+                           f"{what} ID {_fmt(i)} to {upto:,} dose events{in_all} (each dose row counts ADDL+1, "
+                           f"each reset 1), {_limit_text('events', 'or check ADDL and II')}"))
+    return errors
 
 
 def _dose_from_record(rec: dict, model: Model, params: Mapping[str, float], default_cmt, unit: str) -> Dose:
@@ -617,7 +684,12 @@ def _dose_rows(model: Model, reg: Regimen, tu: str, cov) -> list[dict]:
     reg = reg.in_unit(tu)
     out: list[dict] = []
     doses = list(reg.doses)
-    # a dose with reset and repeats resets at every repeat in the engine: write the repeats out
+    # a dose with reset and repeats resets at every repeat in the engine: write the repeats out (counted
+    # first, so that a huge ADDL is refused before the loop that writes them)
+    n_rows = sum(d.addl + 1 if d.reset and d.addl > 0 else 1 for d in doses)
+    if n_rows > len(doses) and n_rows > limit("events"):
+        raise InputError(f"writing the repeats of its reset doses (EVID 4, ADDL) out as single rows would give "
+                         f"{n_rows:,} rows, {_limit_text('events', '')}", field="ADDL")
     flat = []
     for d in doses:
         flat.extend(d.repeats() if d.reset and d.addl > 0 else [d])
@@ -716,7 +788,13 @@ def to_nonmem(regimens, model: Model, *, ids: Sequence | None = None, obs_times:
     for j, reg in enumerate(regimens):
         if not isinstance(reg, Regimen):
             raise InputError(f"entry {j} is not a Regimen", field="regimens")
-        dose_rows = [(r["TIME"], 1, r) for r in _dose_rows(model, reg, tu, bodies[j])]
+        try:
+            drows = _dose_rows(model, reg, tu, bodies[j])
+        except InputError as e:
+            if e.field != "ADDL":
+                raise
+            raise InputError(f"ID {ids[j]}: {e}", field="ADDL") from None
+        dose_rows = [(r["TIME"], 1, r) for r in drows]
         obs = []
         if obs_times is not None and obs_times[j] is not None:
             ts = np.atleast_1d(np.asarray(obs_times[j], dtype=float))

@@ -64,13 +64,11 @@ _DOSE_FIELDS = {"time": "day", "amount": "dose", "unit": "unit", "route": "route
                 "ii": "repeat_every_days", "addl": "repeat_until_day"}
 
 
-def default_label_table() -> Path:
-    """The label regimen table: ``qsp/data/regimens.csv`` when packaged, else the repository's ``data/``."""
-    here = Path(__file__).resolve().parent.parent
-    for p in (here / "data" / "regimens.csv", here.parent / "data" / "regimens.csv"):
-        if p.exists():
-            return p
-    raise InputError("the label regimen table data/regimens.csv was not found; pass table=...", field="table")
+def default_label_table():
+    """The label regimen table ``data/regimens.csv``, read from the installed package data (``qsp._data``)."""
+    from .resources import data_file
+
+    return data_file("regimens.csv")
 
 
 # --------------------------------------------------------------------------------------------------
