@@ -268,6 +268,7 @@ def summary(trial, *, drug: str, regimen: str, patients: int, seed: int, days: f
            "any_crs_pct": {"any": _num(tot["p_any"]), "g2plus": _num(tot["p_g2plus"]),
                            "g3plus": _num(tot["p_g3plus"])},
            "n_failed": n_failed(trial), "failed_by_status": {str(k): v for k, v in failure_counts(trial).items()},
+           "failed_patient_ids": [int(i) for i in np.flatnonzero(np.asarray(trial.status) != 0)],
            "horizon_day": _num(float(trial.times[-1]) + 1.0), "n_doses": int(len(trial.doses))}
     out.update(extra)
     out["qsp_version"] = __version__

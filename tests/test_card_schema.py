@@ -1,0 +1,84 @@
+"""Model-card validation: every built-in card passes; each kind of broken card is refused naming the file,
+table and key; one broken card does not break the library listing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from qsp.card_schema import CARD_UNITS, required_params, validate_card_text
+from qsp.cards import card_library, load_card
+from qsp.cli import app
+from qsp.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+TEC = (ROOT / "models" / "teclistamab.toml").read_text()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "models").glob("*.toml")), ids=lambda p: p.stem)
+def test_builtin_cards_are_valid(path):
+    raw = validate_card_text(path.read_text(), f"models/{path.name}", path.stem)
+    for k in required_params(raw["structure"]):
+        assert k in raw["params"]
+
+
+def test_required_parameters_follow_the_structure():
+    base = {"pk": "1cmt", "absorption": "IV", "time_varying_cl": False, "soluble_target": False}
+    assert "Q" not in required_params(base) and "KA" not in required_params(base)
+    full = {"pk": "2cmt", "absorption": "SC", "time_varying_cl": True, "soluble_target": True}
+    assert {"Q", "V2", "KA", "F", "CLSS", "KCL", "STAA0", "KD_STAA"} <= set(required_params(full))
+    assert set(required_params(full)) <= set(CARD_UNITS)
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("CL = { value = 0.748", "CL = { value = -0.19", ["[params] CL", "> 0", "-0.19"]),
+    ("F = { value = 0.69", "F = { value = 7.0", ["[params] F", "0 < x <= 1"]),
+    ("V1 = { value = 5.63", 'V1 = { value = "three"', ["[params] V1", "number", "three"]),
+    ("ADA_PROB = { value = 0.01", "ADA_PROB = { value = 1.5", ["[params] ADA_PROB", "<= 1"]),
+    ("mw_kda = 147.0", "mw_kda = -1.0", ["[drug] mw_kda"]),
+    ('absorption = "SC"', 'absorption = "oral"', ["[structure] absorption", "oral"]),
+    ("time_varying_cl = true", 'time_varying_cl = "yes"', ["[structure] time_varying_cl"]),
+    ("weight_kg = 74.0", "weight_kg = 740.0", ["[covariates] weight_kg"]),
+    ('unit = "nM", description = "KD to CD3"', 'unit = "uM", description = "KD to CD3"', ["[params] KD_CD3", "nM", "uM"]),
+    ("[population.omega]\nCL = { value = 0.3", "[population.omega]\nCL = { value = -0.3",
+     ["[population]", "omega"]),
+])
+def test_broken_card_is_refused_naming_table_and_key(old, new, words):
+    assert old in TEC
+    with pytest.raises(InputError) as ei:
+        validate_card_text(TEC.replace(old, new, 1), "x/teclistamab.toml", "teclistamab")
+    msg = str(ei.value)
+    assert msg.startswith("model card x/teclistamab.toml:"), msg
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_missing_required_parameter():
+    text = "\n".join(ln for ln in TEC.splitlines() if not ln.startswith("KD_CD3 ="))
+    with pytest.raises(InputError, match=r"\[params\] KD_CD3: .*missing"):
+        validate_card_text(text, "t.toml", "teclistamab")
+
+
+def test_population_table_checked_at_load(tmp_path, monkeypatch):
+    (tmp_path / "popbad.toml").write_text(TEC.replace('name = "teclistamab"', 'name = "popbad"')
+                                          .replace('correlations = [["CL", "V1", 0.4]]', 'correlations = [["CL", "XX", 0.4]]'))
+    monkeypatch.setenv("QSP_MODELS_DIR", str(tmp_path))
+    with pytest.raises(InputError, match=r"popbad.toml: \[population\].*XX"):
+        load_card("popbad")
+
+
+def test_one_broken_card_does_not_break_the_listing(tmp_path, monkeypatch):
+    (tmp_path / "broken.toml").write_text(TEC.replace('name = "teclistamab"', 'name = "broken"')
+                                          .replace("CL = { value = 0.748", "CL = { value = -1", 1))
+    monkeypatch.setenv("QSP_MODELS_DIR", str(tmp_path))
+    lib = {s.name: s for s in card_library()}
+    assert lib["broken"].card is None and "[params] CL" in lib["broken"].error
+    assert all(s.card is not None for n, s in lib.items() if n != "broken") and len(lib) == 13
+    r = CliRunner().invoke(app, ["drugs"])
+    assert r.exit_code == 0
+    row = [ln for ln in r.stdout.splitlines() if ln.startswith("broken")][0]
+    assert "INVALID" in row and "[params] CL" in row
+    assert sum(1 for ln in r.stdout.splitlines() if "built-in" in ln) == 12
+    assert "1 invalid card(s): broken" in r.stderr

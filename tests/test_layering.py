@@ -1,0 +1,35 @@
+"""Library layers never import application modules (drug runs, the CLI): imports flow one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+QSP = Path(__file__).resolve().parent.parent / "qsp"
+APP = ("drugrun", "cli", "trial_report")
+LIBRARY = ["units", "regimen", "premedication", "events", "model", "simulate", "population", "crs", "trial", "tce",
+           "pkmodels", "cards", "card_schema", "limits"]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module.lstrip("."))
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+@pytest.mark.parametrize("mod", LIBRARY)
+def test_library_module_imports_no_app_module(mod):
+    imported = {m.split(".")[0] if not m.startswith("qsp.") else m.split(".")[1] for m in _imports(QSP / f"{mod}.py")}
+    assert not imported & set(APP), (mod, imported & set(APP))
+
+
+def test_premedication_policy_imports_no_model():
+    imported = _imports(QSP / "premedication.py")
+    assert imported <= {"__future__", "errors", "regimen"}, imported
