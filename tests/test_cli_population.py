@@ -4,6 +4,7 @@ All runs use the same population size and horizon, so the trial function compile
 """
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -100,3 +101,20 @@ def test_bad_inputs_exit_2_one_line_naming_the_option(tmp_path, args, option):
     assert text.startswith("error:") and len(text.splitlines()) == 1, text
     assert option in text, text
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_growing_the_cohort_keeps_the_first_patients(first, tmp_path):
+    """Same seed, N = 8 then N = 13: the first 8 patients' covariates are byte-identical in patients.csv, and
+    their simulated per-dose CRS quantities agree (the solve of a patient does not depend on its batch)."""
+    out, _ = first
+    big = tmp_path / "big"
+    r = runner.invoke(app, ["simulate", "--drug", "teclistamab", "--patients", "13", "--seed", "3", "--days", DAYS,
+                            "--out", str(big)])
+    assert r.exit_code == 0, r.output
+    a = pd.read_csv(out / "patients.csv", dtype=str)
+    b = pd.read_csv(big / "patients.csv", dtype=str)
+    b = b[b.id.astype(int) < N].reset_index(drop=True)
+    cov = ["id", "dose_no", "weight_kg", "bsa_m2", "T0", "TUMOR0", "prior_tcr", "premed", "ada_pos", "eta_crs"]
+    assert a[cov].equals(b[cov])
+    for k in ("il6_peak", "p_any", "p_g2plus"):
+        np.testing.assert_allclose(a[k].astype(float), b[k].astype(float), rtol=1e-6)
