@@ -51,3 +51,36 @@ def test_bad_inputs_exit_2_with_one_line_and_no_output(tmp_path):
         assert r.exit_code == 2
         assert r.output.strip().startswith("error:") and len(r.output.strip().splitlines()) == 1, r.output
         assert not out.exists()
+
+
+def test_param_sets_a_card_parameter_in_drug_mode(tmp_path):
+    """--param CL=100 is honoured (it was silently ignored): a far higher clearance lowers every Cmax (at the
+    low step-up doses less, where drug bound to soluble BCMA dominates the total)."""
+    base, fast = tmp_path / "base", tmp_path / "fast"
+    for out, extra in ((base, []), (fast, ["--param", "CL=100", "--param", "CLSS=100"])):
+        r = runner.invoke(app, ["simulate", "--drug", "teclistamab", "--days", "7", *extra, "--out", str(out)])
+        assert r.exit_code == 0, r.output
+    a, b = pd.read_csv(base / "doses.csv"), pd.read_csv(fast / "doses.csv")
+    assert (b.cmax_ug_per_ml < a.cmax_ug_per_ml).all()
+    assert b.cmax_ug_per_ml.iloc[-1] < 0.5 * a.cmax_ug_per_ml.iloc[-1]
+
+
+def test_one_compartment_card_takes_v1_as_its_volume(tmp_path):
+    r = runner.invoke(app, ["simulate", "--drug", "blinatumomab", "--days", "3", "--param", "V1=50",
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+
+
+def test_broken_user_card_leaves_qsp_drugs_working(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSP_MODELS_DIR", str(tmp_path))
+    (tmp_path / "junk.toml").write_text("this is [not toml")
+    r = runner.invoke(app, ["drugs"])
+    assert r.exit_code == 0
+    assert "junk" in r.stdout and "INVALID" in r.stdout and "teclistamab" in r.stdout
+
+
+def test_version():
+    import qsp
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"qsp {qsp.__version__}"

@@ -9,6 +9,7 @@ temporary folder, makes the already-installed dependencies visible to it through
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -60,8 +61,18 @@ def test_user_cards_folder_adds_and_overrides(tmp_path, monkeypatch):
         load_card("teclistamab")
 
 
+def _source_copy(dest: Path) -> Path:
+    """The repository's files without build leftovers (setuptools builds in the source tree: a stale
+    ``build/lib`` could carry deleted modules into the wheel)."""
+    skip = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "out",
+                                  "*.pyc")
+    shutil.copytree(ROOT, dest, ignore=skip)
+    return dest
+
+
 def _build_wheel(dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(ROOT)]
+    src = _source_copy(dest.parent / "src")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(src)]
     try:
         import setuptools  # noqa: F401
         import wheel  # noqa: F401
