@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import patch_card_text
+
 HERE = Path(__file__).resolve().parent / "bad_inputs"
 ROOT = HERE.parent.parent
 CASES = tomllib.loads((HERE / "cases.toml").read_text())["case"]
@@ -32,7 +34,8 @@ def _fill(s: str, ctx: dict) -> str:
 
 
 def _make_card(spec: dict, folder: Path) -> None:
-    text = (ROOT / "models" / f"{spec['base']}.toml").read_text()
+    text = patch_card_text((ROOT / "models" / f"{spec['base']}.toml").read_text(), values=spec.get("values"),
+                           units=spec.get("units"), omegas=spec.get("omegas"))
     if not spec.get("keep_name"):
         text = text.replace(f'name = "{spec["base"]}"', f'name = "{spec["name"]}"', 1)
     for old, new in spec.get("replace", []):

@@ -13,6 +13,8 @@ from qsp.cards import card_library, load_card
 from qsp.cli import app
 from qsp.errors import InputError
 
+from conftest import patch_card_text
+
 ROOT = Path(__file__).resolve().parent.parent
 TEC = (ROOT / "models" / "teclistamab.toml").read_text()
 
@@ -32,23 +34,27 @@ def test_required_parameters_follow_the_structure():
     assert set(required_params(full)) <= set(CARD_UNITS)
 
 
-@pytest.mark.parametrize("old, new, words", [
-    ("CL = { value = 0.748", "CL = { value = -0.19", ["[params] CL", "> 0", "-0.19"]),
-    ("F = { value = 0.69", "F = { value = 7.0", ["[params] F", "0 < x <= 1"]),
-    ("V1 = { value = 5.63", 'V1 = { value = "three"', ["[params] V1", "number", "three"]),
-    ("ADA_PROB = { value = 0.01", "ADA_PROB = { value = 1.5", ["[params] ADA_PROB", "<= 1"]),
-    ("mw_kda = 147.0", "mw_kda = -1.0", ["[drug] mw_kda"]),
-    ('absorption = "SC"', 'absorption = "oral"', ["[structure] absorption", "oral"]),
-    ("time_varying_cl = true", 'time_varying_cl = "yes"', ["[structure] time_varying_cl"]),
-    ("weight_kg = 74.0", "weight_kg = 740.0", ["[covariates] weight_kg"]),
-    ('unit = "nM", description = "KD to CD3"', 'unit = "uM", description = "KD to CD3"', ["[params] KD_CD3", "nM", "uM"]),
-    ("[population.omega]\nCL = { value = 0.3", "[population.omega]\nCL = { value = -0.3",
-     ["[population]", "omega"]),
+@pytest.mark.parametrize("patch, words", [
+    ({"values": {"CL": "-0.19"}}, ["[params] CL", "> 0", "-0.19"]),
+    ({"values": {"F": "7.0"}}, ["[params] F", "0 < x <= 1"]),
+    ({"values": {"V1": '"three"'}}, ["[params] V1", "number", "three"]),
+    ({"values": {"ADA_PROB": "1.5"}}, ["[params] ADA_PROB", "<= 1"]),
+    ({"replace": ("mw_kda = ", "mw_kda = -1.0 #")}, ["[drug] mw_kda"]),
+    ({"replace": ('absorption = "SC"', 'absorption = "oral"')}, ["[structure] absorption", "oral"]),
+    ({"replace": ("time_varying_cl = true", 'time_varying_cl = "yes"')}, ["[structure] time_varying_cl"]),
+    ({"replace": ("weight_kg = ", "weight_kg = 740.0 #")}, ["[covariates] weight_kg"]),
+    ({"units": {"KD_CD3": "uM"}}, ["[params] KD_CD3", "nM", "uM"]),
+    ({"omegas": {"CL": "-0.3"}}, ["[population]", "omega"]),
 ])
-def test_broken_card_is_refused_naming_table_and_key(old, new, words):
-    assert old in TEC
+def test_broken_card_is_refused_naming_table_and_key(card_patch, patch, words):
+    patch = dict(patch)
+    old, new = patch.pop("replace", ("", ""))
+    text = card_patch("teclistamab", **patch)
+    if old:
+        assert old in text
+        text = text.replace(old, new, 1)
     with pytest.raises(InputError) as ei:
-        validate_card_text(TEC.replace(old, new, 1), "x/teclistamab.toml", "teclistamab")
+        validate_card_text(text, "x/teclistamab.toml", "teclistamab")
     msg = str(ei.value)
     assert msg.startswith("model card x/teclistamab.toml:"), msg
     for w in words:
@@ -70,8 +76,8 @@ def test_population_table_checked_at_load(tmp_path, monkeypatch):
 
 
 def test_one_broken_card_does_not_break_the_listing(tmp_path, monkeypatch):
-    (tmp_path / "broken.toml").write_text(TEC.replace('name = "teclistamab"', 'name = "broken"')
-                                          .replace("CL = { value = 0.748", "CL = { value = -1", 1))
+    (tmp_path / "broken.toml").write_text(patch_card_text(TEC, values={"CL": "-1"})
+                                          .replace('name = "teclistamab"', 'name = "broken"'))
     monkeypatch.setenv("QSP_MODELS_DIR", str(tmp_path))
     lib = {s.name: s for s in card_library()}
     assert lib["broken"].card is None and "[params] CL" in lib["broken"].error

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import qsp
+from conftest import patch_card_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DRUGS = ["blinatumomab", "catumaxomab", "elranatamab", "epcoritamab", "glofitamab", "linvoseltamab",
@@ -49,8 +50,7 @@ def test_user_cards_folder_adds_and_overrides(tmp_path, monkeypatch):
 
     text = (ROOT / "models" / "teclistamab.toml").read_text()
     (tmp_path / "mytce.toml").write_text(text.replace('name = "teclistamab"', 'name = "mytce"'))
-    (tmp_path / "teclistamab.toml").write_text(text.replace("value = 28.0, unit = \"nM\", description = \"KD to CD3\"",
-                                                            "value = 5.0, unit = \"nM\", description = \"KD to CD3\""))
+    (tmp_path / "teclistamab.toml").write_text(patch_card_text(text, values={"KD_CD3": "5.0"}))
     monkeypatch.setenv("QSP_MODELS_DIR", str(tmp_path))
     lib = {s.name: s for s in card_library()}
     assert "mytce" in lib and lib["mytce"].card is not None and lib["mytce"].location == str(tmp_path)

@@ -1,0 +1,44 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def patch_card_text(text: str, *, values: dict | None = None, units: dict | None = None,
+                    omegas: dict | None = None) -> str:
+    """A card's TOML text with ``[params]`` values/units or ``[population.omega]`` values replaced (by key,
+    whatever the current value is), so tests do not depend on the numbers a card happens to hold."""
+    head, sep, rest = text.partition("[params]")
+    assert sep, "card has no [params] table"
+    params, sep2, tail = rest.partition("\n[")
+    for key, new in (values or {}).items():
+        params, n = re.subn(rf"(?m)^({re.escape(key)} = \{{ value = )[^,]+", lambda m: m.group(1) + str(new), params)
+        assert n == 1, key
+    for key, new in (units or {}).items():
+        params, n = re.subn(rf'(?m)^({re.escape(key)} = \{{ value = [^,]+, unit = )"[^"]*"',
+                            lambda m: m.group(1) + f'"{new}"', params)
+        assert n == 1, key
+    text = head + sep + params + sep2 + tail
+    if omegas:
+        head, sep, rest = text.partition("[population.omega]")
+        assert sep, "card has no [population.omega] table"
+        for key, new in omegas.items():
+            rest, n = re.subn(rf"(?m)^({re.escape(key)} = \{{ value = )[^,]+", lambda m: m.group(1) + str(new), rest,
+                              count=1)
+            assert n == 1, key
+        text = head + sep + rest
+    return text
+
+
+@pytest.fixture
+def card_patch():
+    """``card_patch(drug, **kw)``: the built-in card's text patched by :func:`patch_card_text`."""
+    def make(drug: str, **kw) -> str:
+        return patch_card_text((ROOT / "models" / f"{drug}.toml").read_text(), **kw)
+    return make
