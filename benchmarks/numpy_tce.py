@@ -165,7 +165,7 @@ class NumpyTCE:
     """
 
     _KNOWN = {"Depot", "LinearDisposition", "BindingQE", "TCells", "TargetCells", "Cytokines", "ADA",
-              "DrugOutputs"}
+              "DrugOutputs", "CRSLink"}  # CRSLink: parameters only (no states, no rates)
 
     def __init__(self, model):
         self.model = model

@@ -81,11 +81,25 @@ class CovariateTable(_Strict):
         return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
+class PriorEntry(_Strict):
+    """``prior = { scale = 0.3, transform = "log", loc = ... }`` on a parameter (see :mod:`qsp.priors`)."""
+
+    scale: float = Field(gt=0.0, le=10.0)
+    transform: Literal["log", "logit", "identity"] | None = None
+    loc: float | None = None
+
+    @field_validator("scale", "loc", mode="before")
+    @classmethod
+    def _int_ok(cls, v):
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 class ParamEntry(_Strict):
     value: float
     unit: str = Field(min_length=1)
     description: str = Field(min_length=1)
     source: str = Field(min_length=1)
+    prior: PriorEntry | None = None
 
     @field_validator("value", mode="before")
     @classmethod
@@ -223,6 +237,12 @@ def validate_card_text(text: str, display: str, stem: str) -> dict:
             why = info[key].violation(entry.value)
             if why is not None:
                 errors.append(f"[params] {k}: value {why}")
+            tr = entry.prior.transform if entry.prior is not None else None
+            p = info[key]
+            if tr == "logit" and p.upper != 1.0:
+                errors.append(f"[params] {k}: prior transform 'logit' is for fractions; {k} is {p.domain}")
+            elif tr == "log" and p.real:
+                errors.append(f"[params] {k}: prior transform 'log' needs a positive parameter; {k} is {p.domain}")
         elif entry.value < 0 or (entry.value == 0 and k not in ("KCL", "KGROW")):
             errors.append(f"[params] {k}: value must be > 0 ({entry.unit}), got {entry.value:g}")
     if card.crs:

@@ -170,11 +170,36 @@ def _model_cached(card: "DrugCard", binding: str, il6_state: bool) -> Model:
         srcs["V"] = srcs.pop("V1", "")
         for k in ("Q", "V2"):
             vals.pop(k, None)
+    for k, v in card.crs.items():  # [crs]: numbers or { value, source }
+        vals[k] = float(v["value"] if isinstance(v, Mapping) else v)
+        if isinstance(v, Mapping) and v.get("source"):
+            srcs[k] = str(v["source"])
     tv = bool(st.get("time_varying_cl", False))
     if not tv:
         for k in ("CLSS", "KCL"):
             vals.pop(k, None)
     model_name = f"tce-{card.name}" + ("" if binding == "qe" else f"-{binding}")
     desc = f"{card.name} ({card.drug.get('brand', '')}; {card.target} x CD3)"
-    return build_tce_model(model_name, vals, mw_g_per_mol=card.mw_g_per_mol, pk=pk, time_varying_cl=tv,
-                           binding=binding, il6_state=il6_state, sources=srcs, description=desc)
+    model = build_tce_model(model_name, vals, mw_g_per_mol=card.mw_g_per_mol, pk=pk, time_varying_cl=tv,
+                            binding=binding, il6_state=il6_state, sources=srcs, description=desc)
+    priors = card_priors(card, model)
+    return model.with_priors(priors) if priors else model
+
+
+def card_priors(card: "DrugCard", model: Model) -> dict:
+    """The card's ``prior = { scale, transform, loc }`` entries as :class:`qsp.priors.Prior` (by model name)."""
+    from .priors import Prior
+
+    info = model.param_info
+    out = {}
+    for k, entry in card.params.items():
+        pr = entry.get("prior") if isinstance(entry, Mapping) else None
+        if not pr:
+            continue
+        key = "V" if (k == "V1" and "V" in info and "V1" not in info) else k
+        if key not in info:
+            continue
+        base = info[key].get_prior()
+        out[key] = Prior(scale=float(pr["scale"]), transform=pr.get("transform") or base.transform,
+                         loc=None if pr.get("loc") is None else float(pr["loc"]))
+    return out

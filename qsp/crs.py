@@ -47,27 +47,9 @@ import jax
 import jax.numpy as jnp
 
 from .errors import InputError
-from .model import Param
 
-_CHOSEN = ("prior fitted by calibration/crs_prior.py (1000 virtual patients, seed 1, prior mechanistic model) to "
-           "the per-dose CRS incidence of teclistamab's label step-up regimen, Tecvayli US PI 5.1 (42/36/25/2%)")
-_GRADES = ("prior fitted by calibration/crs_prior.py to MajesTEC-1 overall CRS grade >= 2 (21.8%) and grade 3 "
-           "(0.6%) (van de Donk et al. Cancer 2023, data/crs_overall.csv)")
-CRS_PARAMS = (
-    Param("CRS_THETA1", -2.612, "1", "log-odds of CRS grade >= 1 at zero IL-6 rise (typical patient)", _CHOSEN,
-          positive=False),
-    Param("CRS_DELTA2", 4.438, "1", "log-odds gap from grade >= 1 to grade >= 2", _GRADES),
-    Param("CRS_DELTA3", 14.755, "1", "log-odds gap from grade >= 2 to grade >= 3", _GRADES),
-    Param("CRS_BETA", 9.053, "1", "log-odds per unit log fold rise of IL-6 after the dose", _CHOSEN),
-    Param("CRS_TOL", 4.718, "1", "log-odds removed per unit of tolerance memory from earlier doses", _CHOSEN,
-          positive=False),
-    Param("CRS_TOL_TAU", 21.0, "day", "decay time of tolerance (risk returns after long pauses)",
-          "assumed: labels re-start step-up after dose delays of ~4 weeks or more (Tecvayli US PI 2.4)"),
-    Param("CRS_PRIOR_TCR", -0.7, "1", "log-odds shift for prior T-cell-redirecting therapy",
-          "assumed: fewer CRS events after prior T-cell-redirecting therapy (SCIENCE.md 2.5)", positive=False),
-    Param("CRS_OMEGA", 1.0, "1", "SD of patient-level CRS sensitivity (log-odds)",
-          "assumed: patient-level sensitivity, order of the random effects of ordinal CRS models"),
-)
+from .components.crs_link import CRS_PARAMS  # noqa: E402  (declared in the model namespace)
+
 CRS_DEFAULTS = {p.name: p.value for p in CRS_PARAMS}
 GRADES = (1, 2, 3)
 
@@ -79,13 +61,10 @@ def crs_params(overrides: Mapping[str, float] | None = None) -> dict[str, float]
     for k, v in (overrides or {}).items():
         if k not in info:
             raise InputError(f"unknown CRS parameter {k!r}; allowed: {', '.join(info)}", field=f"crs.{k}")
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            raise InputError(f"CRS parameter {k} must be a number, got {v!r}", field=f"crs.{k}") from None
-        if info[k].positive and not v > 0:
-            raise InputError(f"CRS parameter {k} must be > 0, got {v}", field=f"crs.{k}")
-        out[k] = v
+        why = info[k].violation(v)
+        if why is not None:
+            raise InputError(f"CRS parameter {k} {why}", field=f"crs.{k}")
+        out[k] = float(v)
     return out
 
 

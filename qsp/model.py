@@ -25,11 +25,19 @@ from typing import Callable, Mapping, Sequence
 import jax.numpy as jnp
 
 from .errors import InputError
+from .priors import Prior, default_prior
 
 
 @dataclass(frozen=True)
 class Param:
-    """A model parameter: name, default value, unit, description, source (citation or "assumed: why")."""
+    """A model parameter: name, default value, unit, description, source (citation or "assumed: why"), its
+    domain and its prior.
+
+    Domain: ``positive`` (``x > 0``; False: ``x >= 0``), ``upper`` (inclusive upper bound, 1 for a fraction),
+    or ``real`` (any finite number, e.g. a log-odds). ``prior``: a :class:`qsp.priors.Prior` on the domain's
+    transform; None means :func:`qsp.priors.default_prior` (tight for a sourced value, wide for an assumed
+    one), see :meth:`get_prior`.
+    """
 
     name: str
     value: float
@@ -38,10 +46,14 @@ class Param:
     source: str = "assumed"
     positive: bool = True  # False: non-negative (a lag may be 0)
     upper: float | None = None  # inclusive upper bound (1 for a fraction or probability)
+    real: bool = False  # any finite value (log-odds, shifts)
+    prior: Prior | None = None
 
     @property
     def domain(self) -> str:
-        """The allowed values in words: ``> 0``, ``>= 0``, ``0 < x <= 1`` or ``0 <= x <= 1``."""
+        """The allowed values in words: ``> 0``, ``>= 0``, ``0 < x <= 1``, ``0 <= x <= 1`` or ``finite``."""
+        if self.real:
+            return "finite"
         lo = "0 < x" if self.positive else "0 <= x"
         if self.upper is not None:
             return f"{lo} <= {self.upper:g}"
@@ -55,11 +67,22 @@ class Param:
             return f"must be a number, got {value!r}"
         if v != v or v in (float("inf"), float("-inf")):
             return f"must be a finite number, got {value!r}"
+        if self.real:
+            return None
         if (self.positive and not v > 0) or (not self.positive and not v >= 0) or \
                 (self.upper is not None and v > self.upper):
             unit = f" ({self.unit})" if self.unit not in ("", "1") else ""
             return f"must be {self.domain}{unit}, got {v:g}"
         return None
+
+    def get_prior(self) -> Prior:
+        """The declared prior, or the default for this parameter's domain and source."""
+        if self.prior is not None:
+            return self.prior
+        if not self.real and not self.positive and self.value == 0:
+            return default_prior(self.source, real=True)  # a zero default (lag, growth): normal around 0
+        return default_prior(self.source, positive=self.positive or self.value > 0, upper=self.upper,
+                             real=self.real)
 
 
 @dataclass(frozen=True)
@@ -139,6 +162,7 @@ class Model:
     description: str = ""
     overrides: Mapping[str, float] = field(default_factory=dict)  # card values replacing component defaults
     override_sources: Mapping[str, str] = field(default_factory=dict)
+    override_priors: Mapping[str, Prior] = field(default_factory=dict)  # card priors replacing the defaults
 
     def __post_init__(self):
         names = [s.name for c in self.components for s in c.states]
@@ -166,7 +190,21 @@ class Model:
         info = {p.name: p for c in self.components for p in c.params}
         for k, v in self.overrides.items():
             info[k] = replace(info[k], value=float(v), source=self.override_sources.get(k, info[k].source))
+        for k, pr in self.override_priors.items():
+            info[k] = replace(info[k], prior=pr)
         return info
+
+    def with_priors(self, priors: Mapping[str, Prior]) -> "Model":
+        """A copy whose parameters ``priors`` (name -> :class:`qsp.priors.Prior`) replace the declared ones."""
+        info = {p.name for c in self.components for p in c.params}
+        unknown = sorted(set(priors) - info)
+        if unknown:
+            raise InputError(f"prior for unknown parameter(s) {unknown} of model {self.name}", field="prior")
+        return replace(self, override_priors={**self.override_priors, **priors})
+
+    def priors(self) -> dict[str, Prior]:
+        """Every parameter's prior (declared, card-given or default), by name."""
+        return {k: p.get_prior() for k, p in self.param_info.items()}
 
     def with_defaults(self, values: Mapping[str, float], sources: Mapping[str, str] | None = None) -> "Model":
         """A copy whose default parameter values (and sources) are replaced by ``values``."""

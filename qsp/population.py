@@ -16,7 +16,8 @@ doses, BSA-based doses and the allometry), baseline blood T cells (``T0``) and t
 (``TUMOR0``) through their IIV, prior T-cell-redirecting therapy (Bernoulli; lowers CRS risk in
 :mod:`qsp.crs`), premedication (the fraction of patients given the label's dexamethasone), ADA status
 (Bernoulli with the card's ``ADA_PROB``; see :mod:`qsp.components.ada`) and the patient's CRS
-sensitivity (``eta_crs ~ N(0, CRS_OMEGA^2)``).
+sensitivity (``eta_crs ~ N(0, CRS_OMEGA^2)``, CRS_OMEGA from the model's namespace unless the spec's
+``crs_omega`` overrides it).
 
 Sampling is counter-based, so a cohort is stable: patient ``i``'s covariates and random effects depend on
 ``(seed, i)`` (and the spec) only, never on the number of patients drawn: growing ``n`` appends patients and
@@ -88,7 +89,7 @@ class PopulationSpec:
     weight_max_kg: float = 160.0
     prior_tcr_prob: float = 0.0
     premed_fraction: float = 1.0
-    crs_omega: float = 1.0
+    crs_omega: float | None = None  # None: the model's CRS_OMEGA (qsp.components.crs_link)
     allometry: bool = True
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -141,7 +142,7 @@ class PopulationSpec:
             if not 0.0 <= v <= 1.0:
                 raise InputError(f"{name} must lie in [0, 1], got {v!r}", field=name)
         for name in ("weight_cv", "crs_omega"):
-            if not getattr(self, name) >= 0:
+            if getattr(self, name) is not None and not getattr(self, name) >= 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)!r}", field=name)
         if not 0 < self.weight_min_kg < self.weight_max_kg:
             raise InputError("weight_min_kg must be positive and below weight_max_kg", field="weight_min_kg")
@@ -170,7 +171,7 @@ class PopulationSpec:
 
 def population_spec(card=None, **overrides) -> PopulationSpec:
     """Defaults, then the card's ``[population]`` table, then keyword overrides."""
-    spec = PopulationSpec(crs_omega=1.0)
+    spec = PopulationSpec()
     srcs = {k: s for k, (_, s) in DEFAULT_OMEGA.items()}
     table = dict(getattr(card, "population", {}) or {})
     if table:
@@ -191,7 +192,8 @@ def population_spec(card=None, **overrides) -> PopulationSpec:
             if k not in allowed:
                 raise InputError(f"unknown [population] key {k!r}; allowed: omega, correlations, {', '.join(allowed)}",
                                  field=f"population.{k}")
-            kw[k] = type(getattr(spec, k))(v)
+            cur = getattr(spec, k)
+            kw[k] = float(v) if cur is None else type(cur)(v)
         spec = replace(spec, **kw)
     spec = replace(spec, **overrides) if overrides else spec
     return replace(spec, sources={**srcs, **dict(spec.sources)})
@@ -315,7 +317,8 @@ def sample_population(model: Model, n: int, seed: int, spec: PopulationSpec | No
     prior_tcr = (u_tcr < spec.prior_tcr_prob).astype(float)
     premed = (u_premed < spec.premed_fraction).astype(float)
     ada = (u_ada < float(typ.get("ADA_PROB", 0.0))).astype(float)
-    eta_crs = spec.crs_omega * z_crs
+    crs_omega = spec.crs_omega if spec.crs_omega is not None else float(typ.get("CRS_OMEGA", 1.0))
+    eta_crs = crs_omega * z_crs
 
     params: dict[str, np.ndarray] = {}
     for k in typ:

@@ -16,6 +16,7 @@ from typing import Mapping
 
 from .components.ada import ADA
 from .components.binding import BindingFull, BindingQE
+from .components.crs_link import CRSLink
 from .components.cytokines import Cytokines
 from .components.pk import Depot, LinearDisposition
 from .components.targets import TARGET_STATES, TargetCells
@@ -59,33 +60,23 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
     v = dict(values)
     n_cmt = 1 if pk == "1cmt" else 2
     v1_name = "V" if n_cmt == 1 else "V1"
+    # Components are built with their own defaults (the one place for a default value and its source); the
+    # drug's values then replace them through ``with_defaults`` below, with their sources.
     comps: list[Component] = [
-        Depot("depot", ka=v.get("KA", 0.3), f=v.get("F", 0.7), time_unit="day", sources={"ka": src.get("KA"),
-                                                                                       "f": src.get("F")}),
-        LinearDisposition(n_cmt, cl=v.get("CL", 0.5), v1=v.get(v1_name, 4.0), q=v.get("Q", 0.5), v2=v.get("V2", 3.0),
-                          time_varying=time_varying_cl, clss=v.get("CLSS"), kcl=v.get("KCL", 0.0), time_unit="day",
-                          amount_unit="nmol", sources=src),
+        Depot("depot", time_unit="day"),
+        LinearDisposition(n_cmt, time_varying=time_varying_cl, time_unit="day", amount_unit="nmol"),
     ]
-    bkw = dict(t_states=T_STATES, target_states=TARGET_STATES, kd3=v.get("KD_CD3", 28.0), kdt=v.get("KD_TAA", 1.0),
-               chi=v.get("CHI", 3.0), cd3=v.get("CD3_PER_TCELL", 50_000.0), taa=v.get("TAA_PER_CELL", 5_000.0),
-               s0=v.get("STAA0", 0.0), kds=v.get("KD_STAA", v.get("KD_TAA", 1.0)), kint=v.get("KINT", 0.2),
-               kdeg_s=v.get("KDEG_STAA", 0.1), kp=v.get("KP", 0.2), sources=src, v1_name=v1_name)
+    bkw = dict(t_states=T_STATES, target_states=TARGET_STATES, v1_name=v1_name)
     comps.append(BindingQE(**bkw) if binding == "qe" else BindingFull(**bkw))
-    comps += [
-        TCells(t0=v.get("T0", 550.0), sources=src),
-        TargetCells(tumour0=v.get("TUMOR0", 500.0), normal0=v.get("NORMAL0", 100.0), kgrow=v.get("KGROW", 0.005),
-                    sources=src),
-        Cytokines(il6_state=il6_state),
-        ADA(prob=v.get("ADA_PROB", 0.03), onset=v.get("ADA_ONSET", 28.0), sources=src),
-        DrugOutputs(mw_g_per_mol, src.get("MW", "data/drugs.csv")),
-    ]
+    comps += [TCells(), TargetCells(), Cytokines(il6_state=il6_state), ADA(),
+              DrugOutputs(mw_g_per_mol, src.get("MW", "data/drugs.csv")), CRSLink()]
     routes = {"SC": DoseRoute("depot", "F", "ALAG"), "IP": DoseRoute("depot", "F", "ALAG"),
               "IV_bolus": DoseRoute("central"), "IV_infusion": DoseRoute("central"),
               "IV_continuous": DoseRoute("central"), "premed_dex": DoseRoute("DEX")}
     model = Model(name=name, components=tuple(comps), time_unit="day", amount_unit="nmol", routes=routes,
                   cmt={1: ("depot", "SC"), 2: ("central", "IV_bolus")}, mw_g_per_mol=mw_g_per_mol,
                   description=description)
-    # Remaining overrides (class-default PD parameters named in the card) become the defaults.
+    # The drug's values (a card's [params] and [crs]) replace the component defaults, with their sources.
     info = model.param_info
     unknown = sorted(k for k in v if k not in info)
     if unknown:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .crs import crs_params, crs_per_dose
+from .crs import CRS_DEFAULTS, crs_params, crs_per_dose
 from .errors import InputError
 from .events import EventArrays, regimen_to_events
 from .model import Model
@@ -269,7 +269,6 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
     if unknown:
         raise InputError(f"unknown output(s) {unknown}; allowed: {', '.join(model.output_info)}", field="outputs")
     cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
-    c = crs_params(crs)
     regimen = regimen.in_unit("day").until(float(days))  # no dose after the reported ones is simulated
     n = pop.n
     doses = dose_schedule(regimen, days)
@@ -281,6 +280,8 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
     dose_mask = np.ones(len(dose_t), bool)
 
     base = model.params({k: v for k, v in (params or {}).items() if np.ndim(v) == 0})
+    # The CRS parameters are part of the model's namespace (qsp.components.crs_link); ``crs`` overrides them.
+    c = crs_params({**{k: base[k] for k in CRS_DEFAULTS if k in base}, **dict(crs or {})})
     per = {k: np.broadcast_to(np.asarray(v, float), (n,)) for k, v in pop.params.items()}
     typ = model.default_params()
     for k, v in (params or {}).items():  # a scalar override moves the typical value of a varying parameter

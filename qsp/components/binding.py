@@ -143,8 +143,9 @@ def _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, src):
 
 
 class _BindingBase(Component):
-    def __init__(self, *, t_states, target_states, kd3=28.0, kdt=0.2, chi=100.0, cd3=50_000.0, taa=5_000.0,
-                 s0=0.0, kds=0.2, kint=0.2, kdeg_s=1.0, kp=1.0, sources=None):
+    def __init__(self, *, t_states, target_states, kd3=28.0, kdt=1.0, chi=3.0, cd3=50_000.0, taa=5_000.0,
+                 s0=0.0, kds=None, kint=0.2, kdeg_s=0.1, kp=0.2, sources=None):
+        kds = kdt if kds is None else kds  # the soluble target is the shed ectodomain: same epitope
         self.t_states = tuple(t_states)
         self.target_states = tuple(target_states)
         self.params = _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, sources or {})
