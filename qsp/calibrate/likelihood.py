@@ -1,0 +1,298 @@
+"""The calibration likelihood: a plain JAX function of the parameter pytree over the published targets.
+
+``log_likelihood(theta, problem)`` simulates, for every study with targets, a fixed virtual population
+(common random numbers: the patients' random effects, covariates and CRS sensitivities are drawn once, with
+a fixed seed, when the :class:`Problem` is built; a parameter set moves the typical values and every patient
+moves with them, ``P_i = P_typ(theta) * P_i0 / P_typ0``), so the objective is a smooth function of ``theta``
+and ``jax.grad`` goes through the batched solver. The model (numpyro style) is the plain function; MAP
+(:mod:`qsp.calibrate.map`) and, later, NUTS wrap it unchanged.
+
+Terms (each target row of :mod:`qsp.calibrate.targets`):
+
+- **CRS incidence** (binomial, ``events`` of ``n``): per dose, the mean over patients of the per-dose
+  probability of :mod:`qsp.crs` for that grade; ``k+`` (dose k and later) the mean over doses k..k+2;
+  overall, the mean over patients of ``1 - prod_k (1 - p_ik)`` over the doses of the first
+  :data:`OVERALL_DAYS` days.
+- **Time courses** (log-normal with the row's ``sigma``) by statistic and selection: ``mean``/``median``/
+  ``band_lower``/``band_upper`` (5th/95th percentiles, the stated reading of an unlabelled band) over the
+  patients at the row's time; selection ``all`` weighs every patient alike, ``crs_patients_before_tocilizumab``
+  weighs patient i by its probability of at least one CRS event (the MajesTEC-1 IL-6 mean is over
+  patients with CRS; dropping values after tocilizumab is not modelled); ``individual_peak`` compares the
+  observed individual peaks, sorted, with the virtual patients' peak quantiles at the same plotting positions.
+- **Failed virtual patients** (solver status != 0) are left out of every average and cost
+  :data:`FAILURE_PENALTY` log-likelihood units each: the log density stays finite, never NaN;
+  :func:`predict` reports how many failed.
+
+Summary targets (Tmax, accumulation ratios, half-lives, ADA) are not in the likelihood yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ..cards import load_card
+from ..crs import CRS_DEFAULTS
+from ..errors import InputError
+from ..events import EventArrays
+from ..population import population_spec, sample_population
+from ..premedication import drug_doses
+from ..simulate import STATUS_OK, SolverConfig
+from ..trial import patient_batch_fn, population_events
+from .space import ParameterSpace
+from .targets import TargetSet, load_targets
+
+OVERALL_DAYS = 35.0
+LATER_DOSES = 3
+FAILURE_PENALTY = 10.0
+FOLLOW_UP_DAYS = 7.0
+P_CLIP = 1e-6
+SEG_POINTS = 24
+BAND_Q = {"band_lower": 0.05, "band_upper": 0.95, "p05": 0.05, "p95": 0.95}
+
+
+@dataclass
+class StudySim:
+    """One study's fixed inputs: its model, regimen, virtual population, output grid and target rows."""
+
+    study_id: str
+    drug: str
+    model: object
+    ts: np.ndarray
+    dose_t: np.ndarray
+    events: EventArrays
+    base: dict
+    ratios: dict
+    z_crs: np.ndarray
+    tcr: np.ndarray
+    crs_rows: list = field(default_factory=list)  # dicts: grade, dose indices, overall, events, n, label
+    tc_groups: list = field(default_factory=list)  # dicts: quantity, statistic, selection, t_idx, obs, sigma
+    out_names: tuple = ()
+    fixed: dict = field(default_factory=dict)  # per-patient values that do not move with theta (ADA status)
+
+
+@dataclass
+class Problem:
+    space: ParameterSpace
+    studies: list
+    cfg: SolverConfig
+    patients: int
+    seed: int
+    skipped: list = field(default_factory=list)  # (study_id or row, why)
+
+
+GRADE_KEY = {"any": "p_any", "g2plus": "p_g2plus", "g3plus": "p_g3plus"}
+
+
+def _study_regimen(card, regimen: str, horizon: float):
+    name = regimen.split("|")[0]
+    return card.regimen(name, until_day=horizon + 1.0).in_unit("day").until(horizon)
+
+
+def build_problem(space: ParameterSpace, targets: TargetSet | None = None, *, patients: int = 64, seed: int = 1,
+                  studies: Sequence[str] | None = None, solver: str = "tsit5", rtol: float = 1e-6,
+                  atol: float = 1e-9, max_steps: int = 4096) -> Problem:
+    """Fix everything a likelihood evaluation needs: per study, its population, events and target rows.
+
+    Only studies of the space's drugs whose label regimen reproduces their dosing are used
+    (:meth:`TargetSet.on_label_regimen`); ``studies`` restricts them further (by id).
+    """
+    if patients < 2:
+        raise InputError(f"a fit needs at least 2 virtual patients per study, got {patients}", field="patients")
+    ts_all = (targets or load_targets()).on_label_regimen()
+    cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    out, skipped = [], []
+    for st in ts_all.studies.itertuples(index=False):
+        if st.drug not in space.models or (studies is not None and st.study_id not in studies):
+            continue
+        crs = ts_all.crs_incidence[ts_all.crs_incidence.study_id == st.study_id]
+        tc = ts_all.timecourses[ts_all.timecourses.study_id == st.study_id]
+        if crs.empty and tc.empty:
+            continue
+        sim = _build_study(space, st, crs, tc, patients, seed, skipped)
+        if sim is not None:
+            out.append(sim)
+    if studies is not None:
+        missing = set(studies) - {s.study_id for s in out}
+        if missing:
+            raise InputError(f"no usable targets for studies {sorted(missing)}", field="studies")
+    if not out:
+        raise InputError("no study with targets for the drugs of this parameter space", field="targets")
+    return Problem(space, out, cfg, patients, seed, skipped)
+
+
+def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, patients: int, seed: int, skipped: list):
+    card = load_card(st.drug)
+    model = space.models[st.drug]
+    ref = card.covariates()
+    t_max = float(tc.time_day.max()) if len(tc) else 0.0
+    last_dose_day = max(OVERALL_DAYS, t_max)  # doses up to here; then a follow-up for the last dose's window
+    horizon = max(OVERALL_DAYS + FOLLOW_UP_DAYS, t_max + 1.0)
+    reg = _study_regimen(card, st.regimen, last_dose_day)
+    doses = drug_doses(reg)
+    dose_t = np.array([d.time for d in doses], float)
+    premed = 1.0 if st.premedication == "label" else 0.0
+    tcr_p = 0.0 if pd.isna(st.prior_tcr_fraction) else float(st.prior_tcr_fraction)
+    spec = population_spec(card, premed_fraction=premed, prior_tcr_prob=tcr_p)
+    pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm)
+    typ = model.default_params()
+    # per-patient values relative to the typical one (they move with theta); a zero-typical per-patient value
+    # (the ADA indicator) is kept as drawn
+    ratios = {k: np.asarray(v, float) / typ[k] for k, v in pop.params.items() if typ.get(k, 0.0) != 0.0}
+    fixed = {k: np.asarray(v, float) for k, v in pop.params.items() if typ.get(k, 0.0) == 0.0}
+    omega0 = float(typ.get("CRS_OMEGA", 1.0)) if spec.crs_omega is None else float(spec.crs_omega)
+    z_crs = pop.covariates["eta_crs"].to_numpy(float) / (omega0 if omega0 > 0 else 1.0)
+    tcr = pop.covariates["prior_tcr"].to_numpy(float)
+    events = population_events(model, reg, pop, ref)
+    grid = np.arange(0.0, horizon + 1e-9, 0.25)
+    ts = np.unique(np.concatenate([grid, tc.time_day.to_numpy(float)]))
+    sim = StudySim(st.study_id, st.drug, model, ts, dose_t, events, model.params(), ratios, z_crs, tcr)
+    sim.fixed = fixed
+    overall_idx = np.flatnonzero(dose_t < OVERALL_DAYS)
+    for r in crs.itertuples(index=False):
+        label = f"{r.study_id} {r.grade} CRS " + (f"after dose {r.dose_no}" if r.scope == "dose" else "overall")
+        if r.scope == "overall":
+            idx, overall = overall_idx, True
+        else:
+            s = str(r.dose_no)
+            k = int(s.rstrip("+")) - 1
+            idx = np.arange(k, min(k + LATER_DOSES, dose_t.size)) if s.endswith("+") else np.array([k])
+            overall = False
+            if idx.size == 0 or idx.max() >= dose_t.size:
+                skipped.append((label, "dose beyond the simulated horizon"))
+                continue
+        sim.crs_rows.append({"label": label, "grade": GRADE_KEY[r.grade], "idx": idx, "overall": overall,
+                             "events": float(r.events), "n": float(r.n), "pct": float(r.pct)})
+    needed = {"il6_pg_per_ml"}
+    for (q, stat, sel), g in tc.groupby(["quantity", "statistic", "selection"], sort=False):
+        g = g.sort_values("time_day")
+        if stat not in ("mean", "median", "individual_peak") and stat not in BAND_Q:
+            skipped.append((f"{st.study_id} {stat} {q}", f"statistic {stat} not in the likelihood"))
+            continue
+        if sel not in ("all", "crs_patients_before_tocilizumab", "individual"):
+            skipped.append((f"{st.study_id} {stat} {q}", f"selection {sel} not in the likelihood"))
+            continue
+        needed.add(q)
+        t_idx = np.searchsorted(ts, g.time_day.to_numpy(float))
+        sim.tc_groups.append({"label": f"{st.study_id} {stat} {q} ({sel})", "quantity": q, "statistic": stat,
+                              "selection": sel, "t_idx": t_idx, "times": g.time_day.to_numpy(float),
+                              "obs": g.value.to_numpy(float), "sigma": g.sigma.to_numpy(float)})
+    sim.out_names = tuple(sorted(needed))
+    return sim
+
+
+# --------------------------------------------------------------------------------------------------
+# the model, as a plain function of theta
+# --------------------------------------------------------------------------------------------------
+def _params(theta, space: ParameterSpace, sim: StudySim, n: int):
+    vals = space.values(theta, sim.drug)
+    p, c = {}, {}
+    for k, v in sim.base.items():
+        if k in CRS_DEFAULTS:
+            c[k] = vals.get(k, jnp.asarray(v))
+            continue
+        typ = vals.get(k, jnp.asarray(v))
+        if k in sim.fixed:
+            p[k] = jnp.asarray(sim.fixed[k])
+        else:
+            p[k] = typ * jnp.asarray(sim.ratios[k]) if k in sim.ratios else jnp.broadcast_to(typ, (n,))
+    for k in CRS_DEFAULTS:  # CRS parameters are in the model namespace but the trial takes them apart
+        p[k] = jnp.broadcast_to(c[k], (n,))
+    return p, c
+
+
+def simulate_study(theta, problem: Problem, sim: StudySim):
+    """(outputs (N, T) by name, status (N,), per-dose CRS quantities (N, D)) for one study at ``theta``."""
+    n = sim.z_crs.size
+    p, c = _params(theta, problem.space, sim, n)
+    fn = patient_batch_fn(sim.model, problem.cfg, SEG_POINTS, sim.out_names)
+    eta = c["CRS_OMEGA"] * jnp.asarray(sim.z_crs)
+    outs, status, _, crs = fn(p, sim.events, jnp.asarray(sim.ts), jnp.asarray(sim.dose_t),
+                              jnp.ones(sim.dose_t.size, bool), c, eta, jnp.asarray(sim.tcr))
+    return outs, status, crs
+
+
+def _weighted_mean(x, w):
+    return jnp.sum(x * w[:, None], axis=0) / jnp.maximum(jnp.sum(w), 1e-12)
+
+
+def study_predictions(theta, problem: Problem, sim: StudySim) -> dict:
+    """Predicted value of every target row of the study (JAX arrays), plus the count of failed patients."""
+    outs, status, crs = simulate_study(theta, problem, sim)
+    ok = status == STATUS_OK
+    okf = ok.astype(float)
+    safe = {k: jnp.where(ok[:, None], jnp.nan_to_num(v, nan=0.0, posinf=0.0), 0.0) for k, v in crs.items()}
+    p_any_all = 1.0 - jnp.prod(1.0 - safe["p_any"], axis=1)
+    pred = {"crs": [], "tc": [], "n_failed": jnp.sum(1.0 - okf)}
+    for r in sim.crs_rows:
+        pk = safe[r["grade"]][:, r["idx"]]
+        per_patient = (1.0 - jnp.prod(1.0 - pk, axis=1)) if r["overall"] else jnp.mean(pk, axis=1)
+        pred["crs"].append(jnp.sum(per_patient * okf) / jnp.maximum(jnp.sum(okf), 1.0))
+    for g in sim.tc_groups:
+        x = jnp.where(ok[:, None], jnp.nan_to_num(outs[g["quantity"]], nan=0.0), 0.0)
+        if g["statistic"] == "individual_peak":
+            peaks = jnp.where(ok, jnp.max(x, axis=1), jnp.nan)
+            m = g["obs"].size
+            q = (np.argsort(np.argsort(g["obs"])) + 0.5) / m
+            pred["tc"].append(jnp.nanquantile(peaks, jnp.asarray(q)))
+            continue
+        xt = x[:, g["t_idx"]]
+        if g["statistic"] == "mean":
+            w = okf * p_any_all if g["selection"] == "crs_patients_before_tocilizumab" else okf
+            pred["tc"].append(_weighted_mean(xt, w))
+        else:
+            q = 0.5 if g["statistic"] == "median" else BAND_Q[g["statistic"]]
+            pred["tc"].append(jnp.nanquantile(jnp.where(ok[:, None], xt, jnp.nan), q, axis=0))
+    return pred
+
+
+def log_likelihood(theta, problem: Problem):
+    """Sum over studies and target rows of the binomial / log-normal log likelihoods (a JAX scalar)."""
+    total = 0.0
+    for sim in problem.studies:
+        pred = study_predictions(theta, problem, sim)
+        for r, pr in zip(sim.crs_rows, pred["crs"]):
+            p = jnp.clip(pr, P_CLIP, 1.0 - P_CLIP)
+            total = total + r["events"] * jnp.log(p) + (r["n"] - r["events"]) * jnp.log1p(-p)
+        for g, pr in zip(sim.tc_groups, pred["tc"]):
+            resid = (jnp.log(jnp.asarray(g["obs"])) - jnp.log(jnp.maximum(pr, 1e-12))) / jnp.asarray(g["sigma"])
+            total = total + jnp.sum(-0.5 * resid**2 - jnp.log(jnp.asarray(g["sigma"])))
+        total = total - FAILURE_PENALTY * pred["n_failed"]
+    return total
+
+
+def log_posterior(theta, problem: Problem):
+    return problem.space.log_prior(theta) + log_likelihood(theta, problem)
+
+
+def neg_log_posterior_flat(problem: Problem):
+    """``(f, x0, unravel)``: ``f(x) = -log posterior`` of the flat unconstrained vector, for :func:`map_fit`."""
+    x0, unravel = problem.space.flatten(problem.space.init())
+    return (lambda x: -log_posterior(unravel(x), problem)), x0, unravel
+
+
+def predict(theta, problem: Problem) -> pd.DataFrame:
+    """One row per target: study, kind, label, time, observed, predicted (numbers), and failed patients."""
+    rows = []
+    for sim in problem.studies:
+        pred = jax.tree_util.tree_map(np.asarray, study_predictions(theta, problem, sim))
+        nf = int(round(float(pred["n_failed"])))
+        for r, pr in zip(sim.crs_rows, pred["crs"]):
+            rows.append({"study_id": sim.study_id, "drug": sim.drug, "kind": "crs_incidence", "target": r["label"],
+                         "time_day": np.nan, "observed": r["pct"], "predicted": 100.0 * float(pr), "unit": "%",
+                         "n_failed": nf})
+        for g, pr in zip(sim.tc_groups, pred["tc"]):
+            for t, o, v in zip(g["times"], g["obs"], np.atleast_1d(pr)):
+                rows.append({"study_id": sim.study_id, "drug": sim.drug, "kind": "timecourse", "target": g["label"],
+                             "time_day": float(t), "observed": float(o), "predicted": float(v), "unit": g["quantity"],
+                             "n_failed": nf})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["Problem", "StudySim", "build_problem", "simulate_study", "study_predictions", "log_likelihood",
+           "log_posterior", "neg_log_posterior_flat", "predict", "OVERALL_DAYS", "FAILURE_PENALTY"]
