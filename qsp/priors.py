@@ -49,8 +49,16 @@ class Prior:
             raise ValueError(f"prior scale must be a positive number, got {self.scale!r}")
 
     def center(self, value: float) -> float:
-        """The prior mean on the transformed scale (``loc`` or the transform of ``value``)."""
-        return float(self.loc) if self.loc is not None else float(to_unconstrained(value, self.transform))
+        """The prior mean on the transformed scale (``loc`` or the transform of ``value``; plain floats, so it
+        can be called while JAX traces a function)."""
+        if self.loc is not None:
+            return float(self.loc)
+        v = float(value)
+        if self.transform == "log":
+            return math.log(v)
+        if self.transform == "logit":
+            return math.log(v) - math.log1p(-v)
+        return v
 
     def describe(self, value: float) -> str:
         name = {"log": "log-normal", "logit": "logit-normal", "identity": "normal"}[self.transform]

@@ -28,6 +28,7 @@ Summary targets (Tmax, accumulation ratios, half-lives, ADA) are not in the like
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -43,7 +44,7 @@ from ..events import EventArrays
 from ..population import population_spec, sample_population
 from ..premedication import drug_doses
 from ..simulate import STATUS_OK, SolverConfig
-from ..trial import patient_batch_fn, population_events
+from ..trial import _patient, population_events
 from .space import ParameterSpace
 from .targets import TargetSet, load_targets
 
@@ -206,14 +207,46 @@ def _params(theta, space: ParameterSpace, sim: StudySim, n: int):
     return p, c
 
 
+def _batch_fn(sim: StudySim, problem: Problem):
+    """The batched per-patient solve with per-patient CRS parameters (so a failed patient's parameters can be
+    cut from the gradient one by one)."""
+    key = (id(sim.model), sim.out_names, problem.cfg)
+    fn = _BATCH.get(key)
+    if fn is None:
+        one = functools.partial(_patient, sim.model, problem.cfg, SEG_POINTS, sim.out_names)
+        fn = jax.vmap(one, in_axes=(0, 0, None, None, None, 0, 0, 0))
+        _BATCH[key] = fn
+    return fn
+
+
+_BATCH: dict = {}
+
+
 def simulate_study(theta, problem: Problem, sim: StudySim):
-    """(outputs (N, T) by name, status (N,), per-dose CRS quantities (N, D)) for one study at ``theta``."""
+    """(outputs (N, T) by name, status (N,), per-dose CRS quantities (N, D)) for one study at ``theta``.
+
+    Failed patients and gradients: a solve that fails (max steps, non-finite state) has NaN in its backward
+    pass, which would poison every shared parameter's gradient. So the batch is solved twice: a first pass
+    without gradients finds the patients whose solve fails, and in the second pass their parameters enter
+    through ``stop_gradient`` (they then contribute nothing to the gradient, and the likelihood leaves them out
+    and penalises them). The first pass costs one forward solve, about a seventh of a gradient.
+    """
     n = sim.z_crs.size
     p, c = _params(theta, problem.space, sim, n)
-    fn = patient_batch_fn(sim.model, problem.cfg, SEG_POINTS, sim.out_names)
+    c_pp = {k: jnp.broadcast_to(v, (n,)) for k, v in c.items()}
     eta = c["CRS_OMEGA"] * jnp.asarray(sim.z_crs)
-    outs, status, _, crs = fn(p, sim.events, jnp.asarray(sim.ts), jnp.asarray(sim.dose_t),
-                              jnp.ones(sim.dose_t.size, bool), c, eta, jnp.asarray(sim.tcr))
+    fn = _batch_fn(sim, problem)
+    shared = (jnp.asarray(sim.ts), jnp.asarray(sim.dose_t), jnp.ones(sim.dose_t.size, bool))
+    tcr = jnp.asarray(sim.tcr)
+    sg = jax.lax.stop_gradient
+    status0 = sg(fn(sg(p), sim.events, *shared, sg(c_pp), sg(eta), tcr)[1])
+    ok = status0 == STATUS_OK
+
+    def guard(a):
+        return jnp.where(ok, a, sg(a))
+
+    outs, status, _, crs = fn({k: guard(v) for k, v in p.items()}, sim.events, *shared,
+                              {k: guard(v) for k, v in c_pp.items()}, guard(eta), tcr)
     return outs, status, crs
 
 
