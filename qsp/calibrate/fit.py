@@ -1,0 +1,136 @@
+"""A MAP calibration run: problem -> multi-start MAP -> Laplace -> predictions with intervals -> files.
+
+:func:`run_map` fits a :class:`~qsp.calibrate.space.ParameterSpace` to the targets (the likelihood of
+:mod:`qsp.calibrate.likelihood`), and :func:`write_fit` writes what a user needs to judge and reuse it:
+
+- ``params.json`` — the fitted values per drug (constrained), the unconstrained optimum with parameter names,
+  the Laplace covariance, the objective, the settings (patients, seed, starts), timings and the package version;
+- ``targets.csv`` — per target: observed, predicted at the MAP, median and 90% interval over Laplace draws,
+  and whether the observation falls within the stated tolerance (:data:`TOLERANCES`);
+- ``identifiability.csv`` — per fitted parameter: prior SD, Laplace posterior SD, their ratio;
+- ``deviations.json`` — how much of the between-drug differences the drug-level deviations carry;
+- ``fit_<drug>.png`` — observed vs predicted (median and 90% interval) for every target of the drug.
+
+Files are written to a temporary folder and moved into place together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .likelihood import Problem, neg_log_posterior_flat, predict
+from .map import MapResult, identifiability, map_fit
+
+# tolerances of the calibration issue: per-dose / overall CRS in percentage points, time courses as fold
+TOLERANCES = {"crs_dose_pp": 7.0, "crs_overall_pp": 10.0, "il6_fold": 1.5, "pk_fold": 2.0}
+
+
+@dataclass
+class FitResult:
+    problem: Problem
+    map: MapResult
+    names: list
+    theta: dict
+    values: dict  # drug -> {param: value}
+    targets: pd.DataFrame
+    identifiability: pd.DataFrame
+    seconds: dict
+
+
+def _within(row) -> bool:
+    if row.kind == "crs_incidence":
+        tol = TOLERANCES["crs_overall_pp"] if row.target.endswith("overall") else TOLERANCES["crs_dose_pp"]
+        return abs(row.predicted - row.observed) <= tol
+    fold = TOLERANCES["il6_fold"] if row.unit == "il6_pg_per_ml" else TOLERANCES["pk_fold"]
+    if row.predicted <= 0 or row.observed <= 0:
+        return False
+    return max(row.predicted / row.observed, row.observed / row.predicted) <= fold
+
+
+def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int = 200, draws: int = 50,
+            start_scale: float = 0.5, progress=None) -> FitResult:
+    """Multi-start MAP (the prior centre plus ``starts - 1`` prior draws shrunk by ``start_scale``), Laplace
+    covariance, and ``draws`` Laplace draws for the predictive intervals of every target."""
+    t0 = time.perf_counter()
+    f, x0, unravel = neg_log_posterior_flat(problem)
+    keys = jax.random.split(jax.random.PRNGKey(seed), max(starts - 1, 1))
+    xs = [np.asarray(x0)] + [np.asarray(problem.space.flatten(problem.space.sample_prior(k, start_scale))[0])
+                             for k in keys[: starts - 1]]
+    res = map_fit(f, xs, max_steps=max_steps, progress=progress)
+    t_fit = time.perf_counter() - t0
+    theta = unravel(jnp.asarray(res.x))
+    names = problem.space.names()
+    values = {d: {k: float(v) for k, v in problem.space.values(theta, d).items()} for d in problem.space.drugs}
+    at_map = predict(theta, problem)
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(res.cov + 1e-12 * np.eye(res.cov.shape[0]))
+    sims = []
+    for _ in range(draws):
+        x = res.x + chol @ rng.standard_normal(res.x.size)
+        sims.append(predict(unravel(jnp.asarray(x)), problem).predicted.to_numpy())
+    sims = np.array(sims)
+    tab = at_map.rename(columns={"predicted": "predicted_map"})
+    tab["predicted_median"] = np.median(sims, axis=0)
+    tab["predicted_p05"] = np.percentile(sims, 5, axis=0)
+    tab["predicted_p95"] = np.percentile(sims, 95, axis=0)
+    tab["within"] = [_within(r) for r in tab.assign(predicted=tab.predicted_map).itertuples(index=False)]
+    prior_sd = np.asarray(problem.space.flatten(problem.space._sds())[0])
+    ident = pd.DataFrame(identifiability(prior_sd, res.sd, names))
+    secs = {"map_s": t_fit, "total_s": time.perf_counter() - t0}
+    return FitResult(problem, res, names, theta, values, tab, ident, secs)
+
+
+def write_fit(fit: FitResult, out: Path) -> list[Path]:
+    """Write the fit's files into ``out`` (atomically: a temporary folder, then moved into place)."""
+    from .. import __version__
+    from .report import plot_fit
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        p = fit.problem
+        params = {
+            "qsp_version": __version__, "created_unix": time.time(),
+            "drugs": p.space.drugs, "class_params": list(p.space.class_params),
+            "drug_params": list(p.space.drug_params), "deviations": dict(p.space.deviations),
+            "values": fit.values, "names": fit.names, "x": [float(v) for v in fit.map.x],
+            "cov": np.asarray(fit.map.cov).tolist(), "neg_log_posterior": fit.map.value,
+            "hessian_min_eig": fit.map.hessian_min_eig,
+            "starts": [{"value": r["value"], "steps": r["steps"], "ok": r["ok"], "seconds": r["seconds"]}
+                       for r in fit.map.starts],
+            "patients": p.patients, "seed": p.seed, "studies": [s.study_id for s in p.studies],
+            "skipped": [list(s) for s in p.skipped], "seconds": fit.seconds,
+        }
+        (tmp / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+        fit.targets.to_csv(tmp / "targets.csv", index=False, float_format="%.6g")
+        fit.identifiability.to_csv(tmp / "identifiability.csv", index=False, float_format="%.6g")
+        (tmp / "deviations.json").write_text(json.dumps(p.space.deviation_report(fit.theta), indent=2) + "\n")
+        for drug in p.space.drugs:
+            sub = fit.targets[fit.targets.drug == drug]
+            if len(sub):
+                (tmp / f"fit_{drug}.png").write_bytes(plot_fit(sub, drug))
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+            written.append(out / f.name)
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ = ["FitResult", "run_map", "write_fit", "TOLERANCES"]
