@@ -72,7 +72,13 @@ def _output_times(days: float, steps_per_day: int, windows):
     t, lf, kind = np.concatenate(t_parts), np.concatenate(l_parts), np.concatenate(kinds)
     order = np.lexsort((~lf, t))  # at equal times the left limit first
     t, lf, kind = t[order], lf[order], kind[order]
-    idx = [np.flatnonzero(kind == k) for k in range(len(windows))]
+    # a window's points: its fine grid plus the regular grid points inside it (never a point before the dose;
+    # the regular grid's point at the next dose time is the value after that dose, so it is left out)
+    idx = []
+    for k, (t0, t1, _) in enumerate(windows):
+        own = kind == k
+        inside = (kind == -1) & (t > t0) & (t < t1)
+        idx.append(np.flatnonzero(own | inside))
     return t, lf, np.flatnonzero(kind == -1), idx
 
 
