@@ -35,7 +35,7 @@ An ordinal model of this kind fits the published per-dose incidences; Irby, Frib
 elranatamab) used a Markov model over grades 0/1/2-3 with "response" and "tolerance" terms. The
 default values below are priors fitted by ``calibration/crs_prior.py`` so that teclistamab's label
 step-up regimen shows the label's falling per-dose incidence (42% / 36% / 25% / 2%, Tecvayli US PI
-5.1; the prior gives 41 / 37 / 25 / 3%) with the prior mechanistic model; the calibration layer refits
+5.1; the prior gives 40 / 39 / 24 / 4%) with the prior mechanistic model; the calibration layer refits
 them jointly with the mechanism.
 """
 

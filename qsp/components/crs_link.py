@@ -19,13 +19,13 @@ _CHOSEN = ("prior fitted by calibration/crs_prior.py (1000 virtual patients, see
 _GRADES = ("prior fitted by calibration/crs_prior.py to MajesTEC-1 overall CRS grade >= 2 (21.8%) and grade 3 "
            "(0.6%) (van de Donk et al. Cancer 2023, data/crs_overall.csv)")
 CRS_PARAMS = (
-    Param("CRS_THETA1", -2.612, "1", "log-odds of CRS grade >= 1 at zero IL-6 rise (typical patient)", _CHOSEN,
+    Param("CRS_THETA1", -2.340, "1", "log-odds of CRS grade >= 1 at zero IL-6 rise (typical patient)", _CHOSEN,
           real=True, prior=Prior(2.0, "identity")),
-    Param("CRS_DELTA2", 4.438, "1", "log-odds gap from grade >= 1 to grade >= 2", _GRADES, prior=Prior(1.0, "log")),
-    Param("CRS_DELTA3", 14.755, "1", "log-odds gap from grade >= 2 to grade >= 3", _GRADES, prior=Prior(1.0, "log")),
-    Param("CRS_BETA", 9.053, "1", "log-odds per unit log fold rise of IL-6 after the dose", _CHOSEN,
+    Param("CRS_DELTA2", 3.999, "1", "log-odds gap from grade >= 1 to grade >= 2", _GRADES, prior=Prior(1.0, "log")),
+    Param("CRS_DELTA3", 12.816, "1", "log-odds gap from grade >= 2 to grade >= 3", _GRADES, prior=Prior(1.0, "log")),
+    Param("CRS_BETA", 8.015, "1", "log-odds per unit log fold rise of IL-6 after the dose", _CHOSEN,
           prior=Prior(1.0, "log")),
-    Param("CRS_TOL", 4.718, "1", "log-odds removed per unit of tolerance memory from earlier doses", _CHOSEN,
+    Param("CRS_TOL", 4.518, "1", "log-odds removed per unit of tolerance memory from earlier doses", _CHOSEN,
           real=True, prior=Prior(2.0, "identity")),
     Param("CRS_TOL_TAU", 21.0, "day", "decay time of tolerance (risk returns after long pauses)",
           "assumed: labels re-start step-up after dose delays of ~4 weeks or more (Tecvayli US PI 2.4)",
