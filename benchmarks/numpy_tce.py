@@ -34,6 +34,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from qsp.components.binding import N_NEWTON, NM_PER_CELL_RECEPTOR
+from qsp.components.tcells import RAMP_DELTA
 
 _exp, _log, _sqrt = math.exp, math.log, math.sqrt
 _PER_CELL = 1.0 / NM_PER_CELL_RECEPTOR
@@ -42,11 +43,11 @@ _PER_CELL = 1.0 / NM_PER_CELL_RECEPTOR
 _PARAM_ORDER = (
     "KA", "CL", "V1", "Q", "V2", "CLSS", "KCL",
     "KD_CD3", "KD_TAA", "CHI", "CD3_PER_TCELL", "TAA_PER_CELL", "STAA0", "KD_STAA", "KP", "KINT", "KDEG_STAA",
-    "T0", "KACT", "TPT50", "HILL", "KDEACT", "GAIN_DES", "KREC", "KPROLIF", "TMAX_FOLD", "KAICD", "KHOMEO",
-    "KMARG", "KRET",
-    "NORMAL0", "KGROW", "KKILL", "TPC50", "KNRM",
-    "IL6_0", "KIL6", "KTGT50", "KEL_IL6", "MONO_EMAX", "MONO_EC50", "KMONO_ON", "KMONO_OFF", "KDEX", "DEX_IMAX",
-    "DEX_IC50",
+    "T0", "KACT", "TPT50", "HILL", "KSEC", "KDEACT", "KREC", "KPROLIF", "TMAX_FOLD", "KAICD", "KHOMEO",
+    "KMARG", "MARG_MAX", "KRET",
+    "NORMAL0", "KGROW", "KKILL", "KKILL_NORMAL", "TPC50", "KNRM",
+    "IL6_0", "KIL6", "KTGT50", "KEL_IL6", "IL6_MONO_MAX", "MONO_EC50", "MONO_HILL", "KMONO_ON", "KMONO_OFF", "KDEX",
+    "DEX_IMAX", "DEX_IC50",
     "ADA_POS", "ADA_ONSET", "ADA_WIDTH", "ADA_KRISE", "ADA_EMAX", "ADA50",
 )
 
@@ -117,6 +118,20 @@ def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, n_iter=N_NEW
     r3 = (r3_tot - tri) / a
     rt = (rt_tot - tri) / b
     return free, x * r3 / kd3, x * rt / kdt, tri, s_tot * free / (kds + free)
+
+
+def _ramp(x, delta=RAMP_DELTA):
+    """``max(x, 0)`` with a continuous derivative, as :func:`qsp.components.tcells.ramp`."""
+    if not x > 0.0:
+        return 0.0
+    return x * x / (x + delta)
+
+
+def _hill(x, x50, h):
+    """``x^h / (x50^h + x^h)`` for ``x >= 0`` as a logistic in ``log x`` (as :func:`qsp.components.tcells.hill`)."""
+    if not x > 0.0:
+        return 0.0
+    return _sigmoid(h * (_log(x) - _log(x50)))
 
 
 def _sigmoid(z):
@@ -191,10 +206,10 @@ class NumpyTCE:
         self._ka = dep.ka_name
         t_states = tuple(bnd.t_states)
         tg_states = tuple(bnd.target_states)
-        if t_states != ("T_rest", "T_act", "T_des", "T_marg") or tg_states != ("tumour", "normal_target"):
+        if t_states != ("T_rest", "T_new", "T_act", "T_des") or tg_states != ("tumour", "normal_target"):
             raise NotImplementedError(f"unexpected cell states {t_states} {tg_states}")
         self._idx = (ix[dep.name], ix["central"], ix["peripheral"] if self.two_cmt else -1,
-                     ix["T_rest"], ix["T_act"], ix["T_des"], ix["T_marg"], ix["tumour"], ix["normal_target"],
+                     ix["T_rest"], ix["T_new"], ix["T_act"], ix["T_des"], ix["marg"], ix["tumour"], ix["normal_target"],
                      ix["mono"], ix["DEX"], ix["ADA"])
         self._il6_idx = (ix["T_act"], ix["tumour"], ix["normal_target"], ix["mono"], ix["DEX"])
         # Routes, in model.route_names order: (state index, F param or None, lag param or None).
@@ -225,26 +240,28 @@ class NumpyTCE:
     def _rhs(self, t, y, pp, rate=None):
         (KA, CL, V1, Q, V2, CLSS, KCL,
          KD3, KDT, CHI, CD3, TAA, S0, KDS, KP, KINT, KDEG_S,
-         T0, KACT, TPT50, HILL, KDEACT, GAIN_DES, KREC, KPROLIF, TMAX_FOLD, KAICD, KHOMEO, KMARG, KRET,
-         NORMAL0, KGROW, KKILL, TPC50, KNRM,
-         IL6_0, KIL6, KTGT50, KEL_IL6, MONO_EMAX, MONO_EC50, KMONO_ON, KMONO_OFF, KDEX, DEX_IMAX, DEX_IC50,
+         T0, KACT, TPT50, HILL, KSEC, KDEACT, KREC, KPROLIF, TMAX_FOLD, KAICD, KHOMEO, KMARG, MARG_MAX, KRET,
+         NORMAL0, KGROW, KKILL, KKILL_NORMAL, TPC50, KNRM,
+         IL6_0, KIL6, KTGT50, KEL_IL6, IL6_MONO_MAX, MONO_EC50, MONO_HILL, KMONO_ON, KMONO_OFF, KDEX, DEX_IMAX,
+         DEX_IC50,
          ADA_POS, ADA_ONSET, ADA_WIDTH, ADA_KRISE, ADA_EMAX, ADA50) = pp
-        i_dep, i_c, i_p, i_tr, i_ta, i_td, i_tm, i_tu, i_no, i_mo, i_dx, i_ad = self._idx
+        i_dep, i_c, i_p, i_tr, i_tn, i_ta, i_td, i_mg, i_tu, i_no, i_mo, i_dx, i_ad = self._idx
         yl = y.tolist()
         dep = yl[i_dep]
         cen = yl[i_c]
         tr = yl[i_tr]
+        tn = yl[i_tn]
         ta = yl[i_ta]
         td = yl[i_td]
-        tm = yl[i_tm]
+        mg = yl[i_mg]
         tu = yl[i_tu]
         no = yl[i_no]
         mono = yl[i_mo]
         dex = yl[i_dx]
         ada = yl[i_ad]
 
-        # derive: binding (QE)
-        t_cells = tr + ta + td + tm
+        # derive: binding (QE); the T-cell pool (blood + marginated) carries CD3
+        t_cells = tr + tn + ta + td
         tgt = tu + no
         r3_tot = t_cells * CD3 * NM_PER_CELL_RECEPTOR
         rt_tot = tgt * TAA * NM_PER_CELL_RECEPTOR
@@ -253,14 +270,17 @@ class NumpyTCE:
         tpt = tri * _PER_CELL / (t_cells if t_cells > 1e-12 else 1e-12)
         tpc = tri * _PER_CELL / (tgt if tgt > 1e-12 else 1e-12)
         # derive: T cells, targets, cytokines, ADA
-        xs = tpt if tpt > 0.0 else 0.0
-        xh = xs ** HILL
-        sig = xh / (TPT50 ** HILL + xh)
-        kill = KKILL * (ta / T0) * tpc / (TPC50 + tpc)
+        sig = _hill(tpt, TPT50, HILL)
+        tot = t_cells if t_cells > 1e-12 else 1e-12
+        eng = tn + ta + td
+        u = tot * _ramp(sig - eng / tot)
+        phi = KACT * u
+        eff = eng / T0 * tpc / (TPC50 + tpc)
+        kill = KKILL * eff
+        kill_n = KKILL_NORMAL * eff
         dex_i = DEX_IMAX * dex / (DEX_IC50 + dex)
         contact = tgt / (tgt + KTGT50)
-        prod = KIL6 * ta * contact * (1.0 + MONO_EMAX * mono) * (1.0 - dex_i)
-        il6 = IL6_0 + prod / KEL_IL6
+        x_t = KIL6 * ta * contact * (1.0 - dex_i) / KEL_IL6
         cl_factor = 1.0 + ADA_EMAX * ada / (ADA50 + ada)
 
         # rates: depot, disposition, binding losses
@@ -276,28 +296,24 @@ class NumpyTCE:
             d_cen = d_cen - flux_p
         d_cen = d_cen + -(KINT * (dr3 + drt + tri) + KDEG_S * ds) * V1
         # T cells
-        blood = tr + ta + td
-        m = KMARG * ta / (blood if blood > 1e-12 else 1e-12)
-        act_r = KACT * sig * tr
-        act_d = KACT * GAIN_DES * sig * td
-        prolif = KPROLIF * (1.0 - dex_i) * (1.0 - t_cells / (TMAX_FOLD * T0)) * ta
-        # cytokines
-        excess = il6 - IL6_0
-        if not excess > 0.0:
-            excess = 0.0
+        w = tot * _ramp(eng / tot - sig)
+        rec = KREC * w * td / (eng if eng > 1e-12 else 1e-12)
+        prolif = KPROLIF * (1.0 - dex_i) * (1.0 - tot / (TMAX_FOLD * T0)) * ta
+        homeo = KHOMEO * (T0 - tot) * tr / tot
 
         out = [0.0] * self.n_states
         out[i_dep] = -flux_a
         out[i_c] = d_cen
         if i_p >= 0:
             out[i_p] = flux_p
-        out[i_tr] = -act_r + KREC * td + KHOMEO * (T0 - t_cells) - m * tr
-        out[i_ta] = act_r + act_d + prolif - (KDEACT + KAICD) * ta - m * ta
-        out[i_td] = KDEACT * ta - act_d - KREC * td - m * td + KRET * tm
-        out[i_tm] = m * (tr + ta + td) - KRET * tm
+        out[i_tr] = -phi + rec + homeo
+        out[i_tn] = phi - KSEC * tn
+        out[i_ta] = KSEC * tn + prolif - (KDEACT + KAICD) * ta
+        out[i_td] = KDEACT * ta - rec
+        out[i_mg] = KMARG * (u / tot) * (MARG_MAX - mg) - KRET * mg
         out[i_tu] = (KGROW - kill) * tu
-        out[i_no] = KNRM * (NORMAL0 - no) - kill * no
-        out[i_mo] = KMONO_ON * excess / (excess + MONO_EC50) * (1.0 - mono) - KMONO_OFF * mono
+        out[i_no] = KNRM * (NORMAL0 - no) - kill_n * no
+        out[i_mo] = KMONO_ON * _hill(x_t, MONO_EC50, MONO_HILL) * (1.0 - mono) - KMONO_OFF * mono
         out[i_dx] = -KDEX * dex
         out[i_ad] = ADA_POS * ADA_KRISE * _sigmoid((t - ADA_ONSET) / ADA_WIDTH) * (1.0 - ada)
         dy = np.array(out)
@@ -312,8 +328,8 @@ class NumpyTCE:
         dex_i = p["DEX_IMAX"] * dex / (p["DEX_IC50"] + dex)
         tgt = tu + no
         contact = tgt / (tgt + p["KTGT50"])
-        prod = p["KIL6"] * ta * contact * (1.0 + p["MONO_EMAX"] * mono) * (1.0 - dex_i)
-        return np.asarray(p["IL6_0"] + prod / p["KEL_IL6"])
+        x_t = p["KIL6"] * ta * contact * (1.0 - dex_i) / p["KEL_IL6"]
+        return np.asarray(p["IL6_0"] + x_t + p["IL6_MONO_MAX"] * mono)
 
     def central_conc(self, y, p) -> np.ndarray:
         """Total drug in the central compartment, nM (``conc_nM``)."""

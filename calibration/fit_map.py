@@ -6,8 +6,9 @@ Usage (from the repository root)::
                                   [--starts 3] [--max-steps 150] [--draws 40] [--out calibration/fits/map]
     python calibration/fit_map.py --leave-out elranatamab:crs --out calibration/fits/loo_elranatamab
 
-Class-level parameters (shared by every TCE): IL-6 production, T-cell activation and desensitisation /
-recovery, and the CRS link. Drug-level parameters: target density and tumour burden. A drug may deviate from
+Class-level parameters (shared by every TCE): IL-6 production (T-cell drive KIL6, secretion delay KSEC, the
+monocyte amplification IL6_MONO_MAX / MONO_EC50), T-cell recruitment threshold TPT50 and priming recovery KREC,
+and the CRS link. Drug-level parameters: cross-linking gain CHI, target density and tumour burden. A drug may deviate from
 the class IL-6 production (``KIL6``, deviation SD 0.5 on the log scale); the fit reports how much of the
 between-drug differences those deviations carry (deviations.json). Outputs: see qsp/calibrate/fit.py.
 
@@ -27,9 +28,9 @@ from qsp.calibrate.space import ParameterSpace
 from qsp.calibrate.targets import load_targets
 from qsp.cards import load_card
 
-CLASS = ("KIL6", "KACT", "TPT50", "KREC", "GAIN_DES", "CRS_THETA1", "CRS_BETA", "CRS_TOL", "CRS_DELTA2",
-         "CRS_DELTA3")
-DRUG = ("TAA_PER_CELL", "TUMOR0")
+CLASS = ("KIL6", "TPT50", "KSEC", "KREC", "MONO_EC50", "IL6_MONO_MAX", "CRS_THETA1", "CRS_BETA", "CRS_TOL",
+         "CRS_DELTA2", "CRS_DELTA3")
+DRUG = ("CHI", "TAA_PER_CELL", "TUMOR0")
 DEVIATIONS = {"KIL6": 0.5}
 DEFAULT_DRUGS = ("teclistamab", "elranatamab", "epcoritamab", "mosunetuzumab", "blinatumomab", "talquetamab",
                  "glofitamab", "tebentafusp")

@@ -1,37 +1,105 @@
-"""T cells: resting -> activated -> desensitized, expansion, activation-induced death, margination.
+"""T cells: threshold recruitment of resting cells, a delayed and short cytokine-secreting phase, an engaged
+(primed, cytotoxic) pool that recovers slowly, expansion, activation-induced death and transient margination.
 
-States (cells per uL, blood-equivalent): ``T_rest``, ``T_act``, ``T_des`` in blood and ``T_marg``
-(cells transiently out of the blood). Signal from the trimer load per T cell (``tpt``, derived by the
-binding component), a Hill function ``S = tpt^H / (TPT50^H + tpt^H)``:
+States (cells per uL, blood-equivalent scale; the whole pool, blood + marginated): ``T_rest`` (resting,
+cytokine-competent), ``T_new`` (newly engaged, before secreting), ``T_act`` (secreting T-cell cytokines),
+``T_des`` (engaged after the secreting phase: primed, cytotoxic while engaged, refractory to a new cytokine
+burst) and ``marg`` (fraction of the pool marginated out of the blood, 0-1).
 
-    dT_rest/dt = -KACT S T_rest + KREC T_des + KHOMEO (T0 - T_all) - m T_rest
-    dT_act/dt  =  KACT S (T_rest + GAIN_DES T_des) + KPROLIF (1 - I_dex) (1 - T_all/(TMAX_FOLD T0)) T_act
-                  - (KDEACT + KAICD) T_act - m T_act
-    dT_des/dt  =  KDEACT T_act - KACT GAIN_DES S T_des - KREC T_des - m T_des + KRET T_marg
-    dT_marg/dt =  m (T_rest + T_act + T_des) - KRET T_marg,        m = KMARG T_act / T_blood
+Structure (changed from the prior mechanism, and why)
+------------------------------------------------------
+The prior mechanism activated resting cells at ``KACT S T_rest`` with ``S`` the trimer signal, so any
+signal, however small, kept recruiting cells as long as it lasted: IL-6 (proportional to the *stock* of
+activated cells) kept rising through the week after a subcutaneous dose, SC and IV gave the same IL-6, and
+a long low-dose exposure primed the whole pool. Here the Hill curve of the trimer load is read as the
+**distribution of activation thresholds over the polyclonal T-cell pool** (the fraction of cells whose
+threshold lies below the current trimers per T cell; single-cell TCR/CD3 activation is digital with
+heterogeneous thresholds, Altan-Bonnet & Germain PLoS Biol 2005;3:e356): a cell responds once, when the
+signal first exceeds its threshold. With ``T = T_rest + T_new + T_act + T_des``, the engaged cells
+``E = T_new + T_act + T_des`` and ``e = E / T``::
 
-Desensitized (post-activated) cells re-activate with the lower gain ``GAIN_DES`` and return to rest
-slowly (``KREC``): this is the priming/tachyphylaxis that lowers the cytokine response to a repeated
-dose, and recovers after a long pause. Marginated cells return to the blood as post-activated
-(desensitized) cells. Margination (Hosseini et al. npj Syst Biol Appl 2020;6:28) takes
-blood T cells to ~20-40% of baseline within hours of a dose and they return over days; it is driven by
-the activated fraction of blood T cells, so it is transient and smaller once cells are desensitized. ``I_dex`` is the
-dexamethasone inhibition derived by :mod:`qsp.components.cytokines`.
+    S    = tpt^HILL / (TPT50^HILL + tpt^HILL)        fraction of the pool with threshold below tpt
+    u    = T ramp(S - e)                              cells above threshold not yet engaged (<= T_rest)
+    w    = T ramp(e - S)                              engaged cells whose threshold the signal has left
+    Phi  = KACT u                                     recruitment (activation) flux   [cells/uL/day]
+    R    = KREC w T_des / E                           recovery of engaged cells to rest
+    P    = KPROLIF (1 - I_dex) (1 - T/(TMAX_FOLD T0)) T_act         expansion of secreting cells
+    H    = KHOMEO (T0 - T) T_rest / T                 homeostasis through the resting pool
+
+    dT_rest/dt = -Phi + R + H
+    dT_new/dt  =  Phi - KSEC T_new
+    dT_act/dt  =  KSEC T_new + P - (KDEACT + KAICD) T_act
+    dT_des/dt  =  KDEACT T_act - R
+    dmarg/dt   =  KMARG (u / T) (MARG_MAX - marg) - KRET marg
+    blood T cells = (1 - marg) T
+
+``ramp(x) = x^2 / (x + 0.01)`` for ``x > 0`` and 0 otherwise is ``max(x, 0)`` with a continuous
+derivative (:func:`ramp`; the engaged fraction slides along ``S = e`` while the drug stays, and a plain
+``max`` would cost the explicit solver rejected steps there).
+
+Consequences, each a published behaviour:
+
+* the activation flux is a **burst**: it lasts while the signal rises into new thresholds and ends when
+  the engaged fraction has caught up with ``S``, however long the drug stays. IL-6, which follows the
+  secreting cells ``T_act`` through the monocytes (:mod:`qsp.components.cytokines`), peaks and returns to
+  baseline: blinatumomab cytokines peak in the first 1-2 days of a continuous infusion and resolve while it
+  continues (Klinger et al. Blood 2012;119:6226); the MajesTEC-1 mean IL-6 peaks ~2 days after each SC
+  dose and is back near baseline before the next (Willemin et al. CPT:PSP 2024);
+* secretion starts ``1/KSEC`` (~16 h) after engagement and lasts ``1/KDEACT`` (~16 h): TCE-induced
+  T-cell cytokines accumulate over the first day in whole-blood assays (Leclercq-Cohen et al. Clin Cancer
+  Res 2023), and serum IL-6 peaks ~1 day after an IV dose and ~2 days after an SC one;
+* **priming**: a repeated dose that reaches no higher signal recruits nobody, and each step-up dose
+  recruits only the cells between the previous and the new signal, so a step-up path spreads the first
+  cycle's recruitment over several doses (Chen et al. Clin Transl Sci 2019;12:600: the cytokine response
+  to a repeated T-cell-engager dose is blunted, a "priming" effect);
+* priming lasts while the drug keeps the signal up and wears off over weeks after it falls (``KREC``):
+  labels restart step-up dosing only after delays of weeks (Tecvayli US PI 2.4);
+* **route**: an IV bolus lifts ``S`` at once (a large, short flux), an SC dose over days (a lower one). At
+  doses far above the trimer's bell maximum an IV bolus can sit in the hook (lower ``S`` at Cmax) and an SC
+  dose then recruits more (teclistamab 1.5 mg/kg in this binding model);
+* cytotoxicity is not desensitised: all engaged cells kill target cells (:mod:`qsp.components.targets`)
+  while cytokine release has stopped, as clinically (B-cell depletion and tumour responses continue after
+  CRS has resolved);
+* **margination** follows the recruitment flux (``u/T``, the share of the pool being newly engaged):
+  blood T cells fall within hours of a new, higher signal and return over days (``KRET``) while the drug
+  stays (Hosseini et al. npj Syst Biol Appl 2020;6:28: to ~20-40% of baseline; epcoritamab median 552 ->
+  243 /uL 6 h after dosing; blinatumomab: T-cell redistribution within hours of the start of each dose
+  step, recovery within days, Klinger et al. 2012). Marginated cells keep their state: ``marg`` is a
+  fraction of the whole pool, so all cells still carry CD3 for binding.
+
+``I_dex`` is the dexamethasone inhibition derived by :mod:`qsp.components.cytokines`. Class defaults were
+set by hand (``docs/mechanism_check.py`` prints the behaviours they give); the calibration layer fits them.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from ..model import Component, Output, Param, State
 
-T_STATES = ("T_rest", "T_act", "T_des", "T_marg")
+T_STATES = ("T_rest", "T_new", "T_act", "T_des")
 
 
 def hill(x, x50, h):
-    x = jnp.maximum(x, 0.0)
-    xh = x**h
-    return xh / (x50**h + xh)
+    """``x^h / (x50^h + x^h)`` for ``x >= 0``, written as a logistic in ``log x`` (finite gradients at 0)."""
+    pos = x > 0.0
+    lx = jnp.log(jnp.where(pos, x, 1.0))
+    return jnp.where(pos, jax.nn.sigmoid(h * (lx - jnp.log(x50))), 0.0)
+
+
+RAMP_DELTA = 0.01  # smoothing width of the recruitment/recovery ramp, as a fraction of the T-cell pool
+
+
+def ramp(x, delta=RAMP_DELTA):
+    """``max(x, 0)`` with a continuous derivative: ``x^2 / (x + delta)`` for ``x > 0``, 0 otherwise.
+
+    The engaged fraction tracks the signal along ``x = 0`` (recruitment replaces cells lost while the drug
+    stays); a plain ``max`` makes the vector field's derivative jump there at every step, which an explicit
+    solver pays for with many rejected steps. ``ramp(x) <= x``, so recruitment never exceeds the resting pool.
+    """
+    xp = jnp.maximum(x, 0.0)
+    return xp * xp / (xp + delta)
 
 
 class TCells(Component):
@@ -39,57 +107,82 @@ class TCells(Component):
 
     def __init__(self, *, t0=550.0, sources=None, **overrides):
         src = sources or {}
-        v = dict(KACT=8.0, TPT50=40.0, HILL=1.5, KDEACT=3.0, GAIN_DES=0.03, KREC=0.04, KPROLIF=0.35, TMAX_FOLD=4.0,
-                 KAICD=0.15, KHOMEO=0.05, KMARG=8.0, KRET=0.5)
+        v = dict(KSEC=1.5, KACT=6.0, TPT50=40.0, HILL=1.0, KDEACT=1.5, KREC=0.04, KPROLIF=0.3, TMAX_FOLD=3.0,
+                 KAICD=0.1, KHOMEO=0.05, KMARG=100.0, MARG_MAX=0.8, KRET=0.7)
         v.update(overrides)
         self.states = (
-            State("T_rest", "cells/uL", "resting T cells in blood", "T0"),
-            State("T_act", "cells/uL", "activated T cells in blood"),
-            State("T_des", "cells/uL", "desensitized (post-activated) T cells in blood"),
-            State("T_marg", "cells/uL", "T cells marginated out of the blood (blood-equivalent)"),
+            State("T_rest", "cells/uL", "resting (cytokine-competent) T cells, blood + marginated", "T0"),
+            State("T_new", "cells/uL", "newly engaged T cells, before their cytokine-secreting phase"),
+            State("T_act", "cells/uL", "recently recruited T cells in their cytokine-secreting phase"),
+            State("T_des", "cells/uL", "engaged T cells after the secreting phase (primed, cytotoxic, refractory)"),
+            State("marg", "1", "fraction of the T-cell pool marginated out of the blood"),
         )
-        a = "assumed: class default, calibrated to MajesTEC-1 IL-6/T-cell dynamics (see calibration/)"
+        a = "assumed: class default set by hand to show the published behaviours (docs/mechanism_check.py)"
         self.params = (
             Param("T0", t0, "cells/uL", "baseline blood T cells", src.get("T0", "assumed")),
-            Param("KACT", v["KACT"], "1/day", "activation rate of resting T cells at full trimer signal", a),
-            Param("TPT50", v["TPT50"], "1/cell", "trimers per T cell for half-maximal activation",
+            Param("KACT", v["KACT"], "1/day", "recruitment rate of resting cells whose threshold the signal exceeds",
+                  "assumed: T cells engage within hours of CD3 cross-linking (early activation markers at 4-6 h, "
+                  "Klinger et al. Blood 2012)"),
+            Param("TPT50", v["TPT50"], "1/cell", "median activation threshold, trimers per T cell",
                   "assumed: tens of trimers per cell activate (Li et al. CPT 2022)"),
-            Param("HILL", v["HILL"], "1", "Hill coefficient of the trimer signal", a),
-            Param("KDEACT", v["KDEACT"], "1/day", "activated -> desensitized transition", a),
-            Param("GAIN_DES", v["GAIN_DES"], "1", "relative re-activation gain of desensitized T cells", a),
-            Param("KREC", v["KREC"], "1/day", "recovery of desensitized T cells to rest (priming wears off)", a),
+            Param("HILL", v["HILL"], "1", "spread of activation thresholds over the pool (Hill coefficient)", a),
+            Param("KSEC", v["KSEC"], "1/day", "onset of cytokine secretion after engagement (T_new -> T_act)",
+                  "assumed: TCE-induced cytokines accumulate over the first day in whole blood (Leclercq-Cohen et "
+                  "al. Clin Cancer Res 2023); serum IL-6 peaks ~1 day after IV and ~2 days after SC doses"),
+            Param("KDEACT", v["KDEACT"], "1/day", "end of the cytokine-secreting phase (T_act -> T_des)",
+                  "assumed: the MajesTEC-1 mean IL-6 is back near baseline within ~1-2 days of its peak "
+                  "(Willemin et al. CPT:PSP 2024)"),
+            Param("KREC", v["KREC"], "1/day", "recovery of engaged cells to rest once the signal is below their "
+                  "threshold (priming wears off)",
+                  "assumed: priming protects for weeks; labels restart step-up after delays of ~4 weeks "
+                  "(Tecvayli US PI 2.4)"),
             Param("KPROLIF", v["KPROLIF"], "1/day", "proliferation rate of activated T cells", a),
             Param("TMAX_FOLD", v["TMAX_FOLD"], "1", "T-cell expansion cap relative to baseline", a),
             Param("KAICD", v["KAICD"], "1/day", "activation-induced death of activated T cells", a),
             Param("KHOMEO", v["KHOMEO"], "1/day", "homeostatic return of total T cells to baseline", a),
-            Param("KMARG", v["KMARG"], "1/day", "margination rate at full signal",
-                  "assumed: blood T cells fall to 20-40% within hours (Hosseini et al. 2020)"),
+            Param("KMARG", v["KMARG"], "1/day", "margination rate per unit of newly engaged fraction (u/T)",
+                  "assumed: blood T cells fall to 20-45% within hours of a first dose (Hosseini et al. 2020; "
+                  "epcoritamab median 552 -> 243 /uL at 6 h)"),
+            Param("MARG_MAX", v["MARG_MAX"], "1", "largest fraction of the T-cell pool that can marginate",
+                  "assumed: blood T cells fall to no less than ~20% of baseline after a dose (Hosseini et al. 2020)",
+                  upper=1.0),
             Param("KRET", v["KRET"], "1/day", "return of marginated T cells to blood",
-                  "assumed: recovery over days (Hosseini et al. 2020)"),
+                  "assumed: recovery over 2-4 days (Hosseini et al. 2020; Klinger et al. Blood 2012)"),
         )
         self.outputs = (Output("blood_t_cells_per_ul", "cells/uL", "T cells in blood"),
-                        Output("activated_t_fraction", "1", "activated fraction of blood T cells"),
+                        Output("activated_t_fraction", "1", "fraction of T cells in the cytokine-secreting phase"),
+                        Output("engaged_t_fraction", "1", "fraction of T cells engaged (new + secreting + primed)"),
+                        Output("activation_flux", "cells/uL/day", "recruitment of resting T cells (Phi)"),
+                        Output("marginated_fraction", "1", "fraction of the T-cell pool out of the blood"),
                         Output("t_signal", "1", "trimer activation signal S (0-1)"))
 
     def derive(self, t, y, p, d):
-        return {"t_signal": hill(d["tpt"], p["TPT50"], p["HILL"])}
+        s = hill(d["tpt"], p["TPT50"], p["HILL"])
+        tr, tn, ta, td = (y[n] for n in T_STATES)
+        tot = jnp.maximum(tr + tn + ta + td, 1e-12)
+        eng = tn + ta + td
+        u = tot * ramp(s - eng / tot)
+        return {"t_signal": s, "t_total": tot, "t_engaged": eng, "t_unengaged_above": u,
+                "activation_flux": p["KACT"] * u}
 
     def rates(self, t, y, p, d):
-        s = d["t_signal"]
-        tr, ta, td, tm = (y[n] for n in T_STATES)
-        t_all = tr + ta + td + tm
-        m = p["KMARG"] * ta / jnp.maximum(tr + ta + td, 1e-12)
-        act_r = p["KACT"] * s * tr
-        act_d = p["KACT"] * p["GAIN_DES"] * s * td
-        prolif = p["KPROLIF"] * (1.0 - d.get("dex_inhibition", 0.0)) * (1.0 - t_all / (p["TMAX_FOLD"] * p["T0"])) * ta
+        s, tot, eng, u = d["t_signal"], d["t_total"], d["t_engaged"], d["t_unengaged_above"]
+        tr, tn, ta, td = (y[n] for n in T_STATES)
+        w = tot * ramp(eng / tot - s)
+        rec = p["KREC"] * w * td / jnp.maximum(eng, 1e-12)
+        prolif = p["KPROLIF"] * (1.0 - d.get("dex_inhibition", 0.0)) * (1.0 - tot / (p["TMAX_FOLD"] * p["T0"])) * ta
+        homeo = p["KHOMEO"] * (p["T0"] - tot) * tr / tot
+        phi = d["activation_flux"]
         return {
-            "T_rest": -act_r + p["KREC"] * td + p["KHOMEO"] * (p["T0"] - t_all) - m * tr,
-            "T_act": act_r + act_d + prolif - (p["KDEACT"] + p["KAICD"]) * ta - m * ta,
-            "T_des": p["KDEACT"] * ta - act_d - p["KREC"] * td - m * td + p["KRET"] * tm,
-            "T_marg": m * (tr + ta + td) - p["KRET"] * tm,
+            "T_rest": -phi + rec + homeo,
+            "T_new": phi - p["KSEC"] * tn,
+            "T_act": p["KSEC"] * tn + prolif - (p["KDEACT"] + p["KAICD"]) * ta,
+            "T_des": p["KDEACT"] * ta - rec,
+            "marg": p["KMARG"] * (u / tot) * (p["MARG_MAX"] - y["marg"]) - p["KRET"] * y["marg"],
         }
 
     def output_values(self, t, y, p, d):
-        blood = y["T_rest"] + y["T_act"] + y["T_des"]
-        return {"blood_t_cells_per_ul": blood, "activated_t_fraction": y["T_act"] / jnp.maximum(blood, 1e-12),
-                "t_signal": d["t_signal"]}
+        tot = d["t_total"]
+        return {"blood_t_cells_per_ul": (1.0 - y["marg"]) * tot, "activated_t_fraction": y["T_act"] / tot,
+                "engaged_t_fraction": d["t_engaged"] / tot, "activation_flux": d["activation_flux"],
+                "marginated_fraction": y["marg"], "t_signal": d["t_signal"]}
