@@ -2,7 +2,8 @@
 
 ``load_card("teclistamab")`` parses and validates a card; ``card.model()`` builds the TCE model with
 the card's values as defaults (and their sources); ``card.regimen()`` returns a label regimen from
-``data/regimens.csv``; ``card.covariates()`` the default patient.
+``data/regimens.csv``; ``card.covariates()`` the default patient; ``card.parameter_set("calibrated")`` the
+calibrated typical values (:mod:`qsp.paramsets`) to lay over the model.
 """
 
 from __future__ import annotations
@@ -74,6 +75,18 @@ class DrugCard:
     def model(self, *, binding: str = "qe", il6_state: bool = False) -> Model:
         """The TCE model for this drug (see :func:`qsp.tce.build_tce_model`)."""
         return _model_cached(self, binding, il6_state)
+
+    def parameter_set(self, parameters=None, *, binding: str = "qe"):
+        """The typical values a run lays over :meth:`model` (:class:`qsp.paramsets.ParameterSet`).
+
+        ``parameters``: ``None`` (calibrated when a calibrated file is available, else prior), ``"prior"`` or
+        ``"calibrated"``. ``.values`` are overrides for :func:`qsp.simulate.simulate` /
+        :meth:`qsp.model.Model.params`, e.g. ``model.params(card.parameter_set("calibrated").values)``;
+        :meth:`model` itself always carries the card's (prior) values.
+        """
+        from .paramsets import resolve_parameter_set
+
+        return resolve_parameter_set(self.name, self.model(binding=binding), parameters)
 
     def crs_values(self) -> dict[str, float]:
         """The card's ``[crs]`` overrides of the CRS layer's defaults (:mod:`qsp.crs`)."""

@@ -37,6 +37,7 @@ class DrugRun:
     timecourse: pd.DataFrame
     doses: pd.DataFrame
     beyond_horizon: list[Dose] = field(default_factory=list)  # drug doses at or after the horizon (not simulated)
+    parameter_set: object = None  # the qsp.paramsets.ParameterSet the run used
 
 
 def split_at_horizon(regimen: Regimen, days: float) -> tuple[Regimen, list[Dose]]:
@@ -84,12 +85,18 @@ def _output_times(days: float, steps_per_day: int, windows):
 
 def run_drug(card: DrugCard, regimen: Regimen, *, days: float = 35.0, premed: str = "none",
              steps_per_day: int = 48, params: dict | None = None, binding: str = "qe", solver: str | None = None,
-             rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096) -> DrugRun:
+             rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096, parameters=None) -> DrugRun:
     """Simulate ``regimen`` (day 1 = first dose) over ``days`` days with the card's typical patient.
 
     Drug doses at model time ``>= days`` (day ``>= days + 1``) are outside the horizon: not simulated,
     returned in :attr:`DrugRun.beyond_horizon` so that callers can report them.
+
+    ``parameters``: the typical values laid over the card (:func:`qsp.paramsets.resolve_parameter_set`:
+    ``None`` = calibrated when a calibrated file is available, else prior; ``"prior"``; ``"calibrated"``; a
+    mapping); explicit ``params`` win. The set used is :attr:`DrugRun.parameter_set`.
     """
+    from .paramsets import resolve_parameter_set
+
     if isinstance(days, bool) or not (isinstance(days, (int, float)) and np.isfinite(days) and days > 0):
         raise InputError(f"days must be a positive number, got {days!r}", field="days")
     days = float(days)
@@ -100,6 +107,8 @@ def run_drug(card: DrugCard, regimen: Regimen, *, days: float = 35.0, premed: st
         raise InputError(f"the regimen has no drug dose within the {days:g}-day horizon", field="regimen")
     windows = _dose_windows(doses, days)
     model = card.model(binding=binding)
+    pset = resolve_parameter_set(card.name, model, parameters)
+    params = {**pset.values, **dict(params or {})} or None
     ts, left, grid, widx = _output_times(days, steps_per_day, windows)
     solver = solver or ("tsit5" if binding == "qe" else "kvaerno5")
     res = simulate(model, reg, ts, params, covariates=card.covariates(), times_left=left, solver=solver, rtol=rtol,
@@ -113,7 +122,7 @@ def run_drug(card: DrugCard, regimen: Regimen, *, days: float = 35.0, premed: st
     for k, col in TIMECOURSE_COLUMNS.items():
         tc[col] = np.asarray(res.outputs[k])[grid]
     table = dose_table(card, doses, windows, ts, widx, res)
-    return DrugRun(card, reg, res, tc, table, beyond)
+    return DrugRun(card, reg, res, tc, table, beyond, pset)
 
 
 class SolveFailed(RuntimeError):

@@ -19,6 +19,10 @@ limit               environment variable   default    what it bounds
 ``segment_outputs`` ``QSP_MAX_SEGMENT_``   2e7        integration segments x output times of one dataset
                     ``OUTPUTS``                       ID (every segment saves at every output time: about
                                                       1-1.4 us per pair, so 2e7 is ~30 s)
+``draws``           ``QSP_MAX_DRAWS``      200        parameter sets drawn for intervals
+                                                      (``--uncertainty K``; each is a whole virtual trial)
+``patient_solves``  ``QSP_MAX_PATIENT_``   2e6        virtual patients x trials of one run
+                    ``SOLVES``                        (``--patients`` x (``--uncertainty`` + 1))
 ==================  =====================  =========  ===================================================
 
 The memory estimate is deliberately simple (results held in memory and their CSV text, plus one
@@ -54,6 +58,9 @@ LIMITS = {
     "ids": Limit("ids", 100_000, "QSP_MAX_IDS", "IDs in one dataset"),
     "segment_outputs": Limit("segment_outputs", 2e7, "QSP_MAX_SEGMENT_OUTPUTS",
                              "integration segments x output times per ID"),
+    "draws": Limit("draws", 200, "QSP_MAX_DRAWS", "parameter draws (each a whole virtual trial)"),
+    "patient_solves": Limit("patient_solves", 2e6, "QSP_MAX_PATIENT_SOLVES",
+                            "patient solves in one run (patients x trials)"),
 }
 
 

@@ -150,6 +150,7 @@ class TrialResult:
     doses: pd.DataFrame
     crs_parameters: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
+    parameter_set: object = None  # the qsp.paramsets.ParameterSet of run_card_trial (None from run_trial)
 
     @property
     def ok(self) -> np.ndarray:
@@ -341,22 +342,42 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
 
 
 def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000, seed: int = 0,
-                   days: float = 35.0, premed: str = "label", progress: bool = False, **kw) -> TrialResult:
+                   days: float = 35.0, premed: str = "label", progress: bool = False, parameters=None,
+                   **kw) -> TrialResult:
     """A virtual trial of a drug card: its population spec, its reference patient, its CRS priors.
 
     Args:
         card: a :class:`qsp.cards.DrugCard`.
         regimen: default the card's label regimen (doses up to ``days``).
         premed: ``label`` (every patient gets the label's dexamethasone) or ``none``.
-        **kw: passed to :func:`run_trial` (``outputs_per_day``, ``chunk_size``, ``params``, ...).
+        parameters: the typical values laid over the card (:mod:`qsp.paramsets`): ``None`` = the default set
+            (``calibrated`` when a calibrated file is shipped or named by ``$QSP_CALIBRATED``, else ``prior``),
+            ``"prior"``, ``"calibrated"``, or a mapping ``{name: value}`` (e.g. a draw of
+            :func:`qsp.paramsets.draw_parameter_sets`). Explicit ``params`` / ``crs`` win over the set. The
+            set used is on :attr:`TrialResult.parameter_set`.
+        **kw: passed to :func:`run_trial` (``outputs_per_day``, ``chunk_size``, ``params``, ``crs``, ...).
+
+    A parameter set moves typical values only: the virtual patients (random effects, covariates, CRS
+    sensitivity ``z``) are those of ``seed`` whatever the set, so runs with different sets are paired (common
+    random numbers). A ``CRS_OMEGA`` from the set or the caller rescales every patient's CRS sensitivity,
+    ``eta_i = CRS_OMEGA z_i``.
     """
+    from .paramsets import resolve_parameter_set
     from .population import population_spec, sample_population
 
     if premed not in ("none", "label"):
         raise InputError(f"unknown premedication {premed!r}; allowed: none, label", field="premed")
     model, ref = card.model(), card.covariates()
-    spec = population_spec(card, premed_fraction=1.0 if premed == "label" else 0.0)
+    pset = resolve_parameter_set(card.name, model, parameters)
+    user_crs = dict(kw.pop("crs", None) or {})
+    params = {**pset.values, **dict(kw.pop("params", None) or {})}
+    # the card's [crs] values are the model's defaults too: they give way to the set's and the caller's values
+    crs = {**{k: v for k, v in card.crs_values().items() if k not in params}, **user_crs}
+    omega = user_crs.get("CRS_OMEGA", params.get("CRS_OMEGA"))
+    extra = {"crs_omega": float(omega)} if omega is not None and np.ndim(omega) == 0 else {}
+    spec = population_spec(card, premed_fraction=1.0 if premed == "label" else 0.0, **extra)
     pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm)
     reg = regimen if regimen is not None else card.regimen(until_day=days)
-    crs = {**card.crs_values(), **dict(kw.pop("crs", None) or {})}
-    return run_trial(model, reg, pop, ref, days=days, progress=progress, crs=crs, **kw)
+    trial = run_trial(model, reg, pop, ref, days=days, progress=progress, crs=crs, params=params or None, **kw)
+    trial.parameter_set = pset
+    return trial

@@ -10,6 +10,10 @@ write all files at once (or none). Output is reproducible: the same trial gives 
 - :func:`plot_population` / ``population.png``: PK and IL-6 bands, CRS incidence per dose and grade,
   with the published per-dose incidence (``data/crs_by_dose.csv``) overlaid where it exists.
 - :func:`summary` / ``summary.json``: the run's settings and headline numbers.
+
+With parameter uncertainty (``--uncertainty K``, :mod:`qsp.uncertainty`), the table, the printed table and
+the plot carry, next to each percentage, its 5th and 95th percentiles over the K parameter draws
+(``crs_any_pct_p05``, ``crs_any_pct_p95``, ...).
 """
 
 from __future__ import annotations
@@ -36,16 +40,23 @@ def _csv(df: pd.DataFrame) -> bytes:
 # --------------------------------------------------------------------------------------------------
 # tables
 # --------------------------------------------------------------------------------------------------
-def crs_table(trial) -> pd.DataFrame:
-    """``trial.crs_by_dose()`` with :data:`CRS_COLUMNS` first, then the others (columns kept when empty)."""
+def crs_table(trial, uncertainty=None) -> pd.DataFrame:
+    """``trial.crs_by_dose()`` with :data:`CRS_COLUMNS` first, then the others (columns kept when empty).
+
+    With ``uncertainty`` (a :class:`qsp.uncertainty.TrialUncertainty`), each percentage column is followed by
+    its ``_p05`` and ``_p95`` columns (5th/95th percentiles over the parameter draws).
+    """
+    from .uncertainty import with_intervals
+
     df = trial.crs_by_dose()
     first = list(CRS_COLUMNS)
     rest = [c for c in df.columns if c not in first] or [c for c in CRS_EXTRA_COLUMNS]
-    return df.reindex(columns=first + rest)
+    df = df.reindex(columns=first + rest)
+    return with_intervals(df, uncertainty.intervals()) if uncertainty is not None else df
 
 
-def crs_csv(trial) -> bytes:
-    return _csv(crs_table(trial))
+def crs_csv(trial, uncertainty=None) -> bytes:
+    return _csv(crs_table(trial, uncertainty))
 
 
 def bands_csv(trial) -> bytes:
@@ -71,14 +82,29 @@ def _fmt(x: float, spec: str) -> str:
     return "-" if x is None or not np.isfinite(x) else format(x, spec)
 
 
-def format_crs_table(trial) -> str:
-    """The printed per-dose table plus the overall-incidence and failed-solve lines."""
-    df = crs_table(trial)
-    head = ("dose", "day", "dose amount", "CRS any %", "grade>=2 %", "grade>=3 %", "median onset h")
+def _pct_cell(r, col: str, with_interval: bool) -> str:
+    v = _fmt(getattr(r, col), ".1f")
+    if not with_interval:
+        return v
+    return f"{v} ({_fmt(getattr(r, col + '_p05'), '.1f')}-{_fmt(getattr(r, col + '_p95'), '.1f')})"
+
+
+def format_crs_table(trial, uncertainty=None) -> str:
+    """The printed per-dose table plus the overall-incidence and failed-solve lines.
+
+    With ``uncertainty``, every percentage is printed as ``value (p05-p95)``: the 5th-95th percentiles over
+    the parameter draws, stated in a line under the table.
+    """
+    df = crs_table(trial, uncertainty)
+    iv = uncertainty is not None
+    sfx = " (5-95%)" if iv else ""
+    head = ("dose", "day", "dose amount", f"CRS any %{sfx}", f"grade>=2 %{sfx}", f"grade>=3 %{sfx}",
+            "median onset h")
     rows = []
     for r in df.itertuples(index=False):
-        rows.append((str(int(r.dose_no)), f"{r.day:g}", f"{r.dose:g} {r.unit}", _fmt(r.crs_any_pct, ".1f"),
-                     _fmt(r.crs_g2plus_pct, ".1f"), _fmt(r.crs_g3plus_pct, ".1f"), _fmt(r.median_onset_h, ".1f")))
+        rows.append((str(int(r.dose_no)), f"{r.day:g}", f"{r.dose:g} {r.unit}", _pct_cell(r, "crs_any_pct", iv),
+                     _pct_cell(r, "crs_g2plus_pct", iv), _pct_cell(r, "crs_g3plus_pct", iv),
+                     _fmt(r.median_onset_h, ".1f")))
     w = [max(len(x) for x in col) for col in zip(head, *rows)]
     align = ("<", "<", "<", ">", ">", ">", ">")
 
@@ -93,9 +119,18 @@ def format_crs_table(trial) -> str:
     nf = n_failed(trial)
     days = trial.doses.day.to_numpy(float)
     span = f"dose on day {days[0]:g}" if len(days) == 1 else f"doses on days {days.min():g}-{days.max():g}"
+    ov = uncertainty.overall_intervals() if iv else {}
+
+    def tot_cell(key):
+        v = _fmt(tot[key], ".1f") + "%"
+        return f"{v} ({_fmt(ov[key][0], '.1f')}-{_fmt(ov[key][1], '.1f')})" if iv else v
+
     out.append(f"overall, at least one CRS event ({span}, follow-up to day {float(trial.times[-1]) + 1:g}): "
-               f"any {_fmt(tot['p_any'], '.1f')}%, grade>=2 {_fmt(tot['p_g2plus'], '.1f')}%, "
-               f"grade>=3 {_fmt(tot['p_g3plus'], '.1f')}% of {n - nf} evaluable patients")
+               f"any {tot_cell('p_any')}, grade>=2 {tot_cell('p_g2plus')}, "
+               f"grade>=3 {tot_cell('p_g3plus')} of {n - nf} evaluable patients")
+    if iv:
+        out.append(f"intervals: {uncertainty.level[0]:g}th-{uncertainty.level[1]:g}th percentiles over "
+                   f"{uncertainty.k} parameter sets drawn from the calibrated fit (same virtual patients)")
     out.append(f"failed solves: {nf} of {n} patients" + (" (excluded from the summaries)" if nf else ""))
     return "\n".join(out)
 
@@ -143,13 +178,14 @@ def _dose_position(dose_no: str) -> int | None:
 # plot
 # --------------------------------------------------------------------------------------------------
 def plot_population(trial, *, title: str = "", published: pd.DataFrame | None = None,
-                    published_note: str = "") -> bytes:
+                    published_note: str = "", uncertainty=None) -> bytes:
     """``population.png``: drug concentration and IL-6 (median, 5-95% band, log y, dose markers) and the
-    CRS incidence per dose by grade (grouped bars) with the published incidence as markers."""
+    CRS incidence per dose by grade (grouped bars; with ``uncertainty``, 5-95% error bars over the parameter
+    draws) with the published incidence as markers."""
     from matplotlib.figure import Figure
 
     bands = trial.bands()
-    df = crs_table(trial)
+    df = crs_table(trial, uncertainty)
     t = bands["time_day"].to_numpy(float)
     dose_days = trial.doses["day"].to_numpy(float) if len(trial.doses) else np.zeros(0)
     n = len(trial.status)
@@ -188,7 +224,12 @@ def plot_population(trial, *, title: str = "", published: pd.DataFrame | None = 
     width = 0.26
     for i, (col, lab, color) in enumerate(GRADES):
         vals = df[col].to_numpy(float) if len(df) else np.zeros(0)
-        ax_crs.bar(x + (i - 1) * width, vals, width, color=color, label=f"simulated, {lab}")
+        yerr = None
+        if uncertainty is not None and len(df):
+            lo, hi = df[col + "_p05"].to_numpy(float), df[col + "_p95"].to_numpy(float)
+            yerr = np.nan_to_num(np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)]))
+        ax_crs.bar(x + (i - 1) * width, vals, width, color=color, label=f"simulated, {lab}", yerr=yerr,
+                   capsize=2 if yerr is not None else 0, error_kw={"elinewidth": 0.8})
     if len(df):
         ticks = [f"{int(r.dose_no)}\nday {r.day:g}\n{r.dose:g} {r.unit}" for r in df.itertuples(index=False)]
         ax_crs.set_xticks(x, ticks, fontsize=8)
@@ -212,13 +253,16 @@ def plot_population(trial, *, title: str = "", published: pd.DataFrame | None = 
                 if dl.endswith("+"):
                     ax_crs.annotate(f"dose {dl}: first CRS\nat a later dose", (xx, yy), xytext=(0, 12),
                                     textcoords="offset points", fontsize=7, ha="center")
-    top = np.nanmax(np.concatenate([df[c].to_numpy(float) for c, _, _ in GRADES] +
+    shown = [c for g, _, _ in GRADES for c in (g, g + "_p95") if c in df.columns]
+    top = np.nanmax(np.concatenate([df[c].to_numpy(float) for c in shown] +
                                    ([published["crs_any_pct"].to_numpy(float)] if published is not None and
                                     len(published) else []) + [np.array([1.0])]))
     ax_crs.set_ylim(0, min(100.0, 1.3 * top + 2))
     ax_crs.set_xlabel("dose")
     ax_crs.set_ylabel("patients with CRS after the dose (%)")
-    ax_crs.set_title(f"CRS incidence per dose ({n - nf} evaluable patients)", fontsize=10)
+    ax_crs.set_title(f"CRS incidence per dose ({n - nf} evaluable patients)" +
+                     (f"\nerror bars: 5-95% over {uncertainty.k} parameter draws" if uncertainty is not None else ""),
+                     fontsize=10)
     ax_crs.grid(True, axis="y", alpha=0.3)
     ax_crs.legend(fontsize=7, loc="upper right")
     if title:

@@ -42,3 +42,25 @@ def card_patch():
     def make(drug: str, **kw) -> str:
         return patch_card_text((ROOT / "models" / f"{drug}.toml").read_text(), **kw)
     return make
+
+
+@pytest.fixture(scope="session")
+def calibrated_fit(tmp_path_factory):
+    """A tiny real MAP fit and its calibrated-parameter file: ``(fit, path)``.
+
+    teclistamab only, 8 virtual patients, CRS-layer parameters only (no ODE sensitivities, so it runs in about
+    a minute): two class parameters (``CRS_THETA1``; ``CRS_BETA`` with a drug deviation) and one drug-level
+    one (``CRS_TOL``), 12 L-BFGS steps from the prior centre.
+    """
+    from qsp.calibrate.export import write_calibrated
+    from qsp.calibrate.fit import run_map
+    from qsp.calibrate.likelihood import build_problem
+    from qsp.calibrate.space import ParameterSpace
+    from qsp.cards import load_card
+
+    space = ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("CRS_THETA1", "CRS_BETA"),
+                           drug_params=("CRS_TOL",), deviations={"CRS_BETA": 0.5})
+    fit = run_map(build_problem(space, patients=8, seed=2), starts=1, max_steps=12, draws=1)
+    path = write_calibrated(fit, tmp_path_factory.mktemp("calibrated") / "tce_map.json",
+                            command="pytest tests/conftest.py::calibrated_fit")
+    return fit, path

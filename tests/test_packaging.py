@@ -92,6 +92,7 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
         assert f"qsp/_models/{d}.toml" in names
     assert "qsp/_data/regimens.csv" in names and "qsp/_data/crs_by_dose.csv" in names
     assert "qsp/_data/digitized/teclistamab_il6_mean_majestec1.csv" in names
+    assert "qsp/_data/calibrated/README.md" in names  # the folder the calibrated parameters ship in
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

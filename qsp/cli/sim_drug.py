@@ -2,8 +2,12 @@
 
 Everything is checked before the model is solved: the card, ``--premed``, ``--days`` (and its limit), the
 regimen (a label regimen name or a regimen CSV; its dose events counted before any repeat is expanded),
-``--param`` (card parameters, each within its domain; ``CRS_*`` with ``--patients``), the population
-limits and the estimated memory.
+``--param`` (card parameters, each within its domain; ``CRS_*`` with ``--patients``), the parameter set
+(``--parameters``: the calibrated file must exist and fit the drug's model), ``--uncertainty`` (K draws, needs
+calibrated parameters), the population limits and the estimated memory.
+
+The parameter set used is printed (one ``parameters: ...`` line before the table) and, in population mode,
+recorded in ``summary.json`` (``parameters``: set, level, file, fit date, values).
 
 Doses and the horizon: ``--days D`` simulates model time 0 to D, i.e. days 1 to D (day 1 = first dose).
 A dose of a user regimen on day D + 1 or later is an error (the regimen and the horizon disagree); the
@@ -125,8 +129,24 @@ def _split_params(card, params: dict[str, float], population: bool) -> tuple[dic
     return mp, cp
 
 
+def resolve_parameters(card, parameters: str | None):
+    """``--parameters`` (None: the default set) -> a :class:`qsp.paramsets.ParameterSet` for the card's model;
+    errors name ``--parameters`` and the allowed values."""
+    from ..paramsets import check_parameter_set_name, resolve_parameter_set
+
+    try:
+        if parameters is not None:
+            parameters = check_parameter_set_name(parameters)
+        return resolve_parameter_set(card.name, card.model(), parameters)
+    except InputError as e:
+        if e.field != "parameters":  # a bad $QSP_CALIBRATED or a malformed file: its own field
+            raise
+        msg = str(e).removeprefix("parameters: ").replace("use the prior parameters", "use --parameters prior")
+        raise InputError(msg, field="--parameters") from None
+
+
 def simulate_drug(drug: str, regimen: str | None, days: float | None, premed: str | None, params: dict,
-                  opts: SolveOptions) -> dict:
+                  opts: SolveOptions, parameters: str | None = None) -> dict:
     """One typical patient: ``timecourse.csv``, ``doses.csv``, ``timecourse.png`` (and the printed table)."""
     from ..drugrun import WINDOW_POINTS, SolveFailed, plot_drug_run, run_drug
 
@@ -134,25 +154,30 @@ def simulate_drug(drug: str, regimen: str | None, days: float | None, premed: st
     premed = "none" if premed is None else premed
     card, reg, _, _, warnings = resolve_card_and_regimen(drug, regimen, days, premed)
     mp, _ = _split_params(card, params, population=False)
+    pset = resolve_parameters(card, parameters)
     n_doses = sum(1 for d in reg.doses if d.route != "premed_dex")
     check_limit("output_points", days * DRUG_STEPS_PER_DAY + n_doses * (WINDOW_POINTS + 1), field="--days")
     try:
         run = run_drug(card, reg, days=days, premed=premed, params=mp or None, steps_per_day=DRUG_STEPS_PER_DAY,
-                       solver=opts.solver, rtol=opts.rtol, atol=opts.atol, max_steps=opts.max_steps)
+                       solver=opts.solver, rtol=opts.rtol, atol=opts.atol, max_steps=opts.max_steps,
+                       parameters=pset)
     except SolveFailed as e:
         raise SolverFailure(str(e)) from None
     buf = io.BytesIO()
     plot_drug_run(run, buf)
     table = run.doses.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
     return {"timecourse.csv": _csv(run.timecourse), "doses.csv": _csv(run.doses), "timecourse.png": buf.getvalue(),
-            "_table": table, "_warnings": warnings}
+            "_parameters": pset.describe(), "_table": table, "_warnings": warnings}
 
 
 def simulate_population(drug: str, regimen: str | None, days: float | None, premed: str | None, patients: int,
                         seed: int | None, outputs_per_day: int | None, progress: bool | None, params: dict,
-                        opts: SolveOptions) -> dict:
+                        opts: SolveOptions, parameters: str | None = None, uncertainty: int | None = None) -> dict:
     """A virtual trial: ``crs_by_dose.csv``, ``population_timecourse.csv``, ``patients.csv``,
-    ``population.png``, ``summary.json`` (and ``failed_patients.csv`` when some patients failed)."""
+    ``population.png``, ``summary.json`` (and ``failed_patients.csv`` when some patients failed).
+
+    ``parameters``: the parameter set (``--parameters``); ``uncertainty``: K parameter draws from the fit
+    (``--uncertainty``, :mod:`qsp.uncertainty`), checked with everything else before any solve."""
     from .. import trial_report as rep
     from ..trial import DEFAULT_CHUNK, SEG_POINTS, run_card_trial
 
@@ -170,6 +195,18 @@ def simulate_population(drug: str, regimen: str | None, days: float | None, prem
     days = _days(days)
     card, reg, reg_name, is_label, warnings = resolve_card_and_regimen(drug, regimen, days, premed)
     mp, cp = _split_params(card, params, population=True)
+    pset = resolve_parameters(card, parameters)
+    if uncertainty is not None:
+        from ..uncertainty import check_draws
+
+        k = check_draws(uncertainty, field="--uncertainty")
+        if pset.name != "calibrated":
+            why = ("--parameters prior was given" if parameters is not None else
+                   "no calibrated parameter file is available, so the default set is prior")
+            raise InputError(f"draws from the calibrated fit: it needs --parameters calibrated ({why})",
+                             field="--uncertainty")
+        check_limit("patient_solves", patients * (k + 1), field="--uncertainty",
+                    hint="or fewer --patients / draws")
     n_doses = sum(1 for d in reg.doses if d.route != "premed_dex")
     horizon = days + 7.0
     n_times = int(round(horizon * outputs_per_day)) + 1
@@ -181,18 +218,36 @@ def simulate_population(drug: str, regimen: str | None, days: float | None, prem
         progress = patients > DEFAULT_CHUNK
     trial = run_card_trial(card, reg, patients=patients, seed=seed, days=days, premed=premed, progress=progress,
                            outputs_per_day=outputs_per_day, solver=opts.solver, rtol=opts.rtol, atol=opts.atol,
-                           max_steps=opts.max_steps, params=mp or None, crs=cp or None)
+                           max_steps=opts.max_steps, params=mp or None, crs=cp or None, parameters=pset)
+    unc = None
+    if uncertainty is not None:
+        from ..uncertainty import run_trial_uncertainty
+
+        unc = run_trial_uncertainty(card, reg, draws=k, seed=seed, patients=patients, days=days, premed=premed,
+                                    progress=progress, outputs_per_day=outputs_per_day, solver=opts.solver,
+                                    rtol=opts.rtol, atol=opts.atol, max_steps=opts.max_steps, params=mp or None,
+                                    crs=cp or None)
+        n_draw_failed = sum(unc.n_failed)
+        if n_draw_failed:
+            warnings.append(f"the solver failed for {n_draw_failed} patient solve(s) over the {k} parameter draws "
+                            f"(per draw: {', '.join(str(n) for n in unc.n_failed)}); each draw's percentages "
+                            "leave its failed patients out")
     published = rep.published_crs(card.name, reg_name if is_label else None)
     note = f"label regimen {published['regimen'].iloc[0]}" if len(published) and not is_label else ""
-    title = f"{card.name}, regimen {reg_name}: {patients} virtual patients (seed {seed}), premedication {premed}"
+    title = (f"{card.name}, regimen {reg_name}: {patients} virtual patients (seed {seed}), premedication {premed}, "
+             f"{pset.name} parameters")
     files = {
-        "crs_by_dose.csv": rep.crs_csv(trial),
+        "crs_by_dose.csv": rep.crs_csv(trial, unc),
         "population_timecourse.csv": rep.bands_csv(trial),
         "patients.csv": rep.patients_csv(trial),
-        "population.png": rep.plot_population(trial, title=title, published=published, published_note=note),
+        "population.png": rep.plot_population(trial, title=title, published=published, published_note=note,
+                                              uncertainty=unc),
         "summary.json": rep.summary_json(trial, drug=card.name, regimen=reg_name, patients=patients, seed=seed,
-                                         days=days, premed=premed, outputs_per_day=outputs_per_day),
-        "_table": rep.format_crs_table(trial),
+                                         days=days, premed=premed, outputs_per_day=outputs_per_day,
+                                         parameters=pset.summary(),
+                                         **({"uncertainty": unc.summary()} if unc is not None else {})),
+        "_parameters": pset.describe(),
+        "_table": rep.format_crs_table(trial, unc),
         "_warnings": warnings,
     }
     nf = rep.n_failed(trial)

@@ -69,11 +69,31 @@ Drug mode, a virtual population with CRS per dose (--patients N):
   A progress bar (stderr) shows by default above 2048 patients.
 
 \b
+Parameter sets (drug and population mode):
+  --parameters prior       the model cards' values (the priors' centres)
+  --parameters calibrated  the calibration fit's values, from the file
+                           named by $QSP_CALIBRATED or shipped with qsp
+  The default is calibrated when such a file exists, else prior; the
+  set used is printed and recorded in summary.json. --param wins.
+
+\b
+  qsp simulate --drug teclistamab --patients 1000 --uncertainty 50 \\
+      --parameters calibrated --out trial/
+
+\b
+  --uncertainty K reruns the trial with K parameter sets drawn from the
+  fit's Laplace approximation (same patients, draws seeded by --seed)
+  and adds crs_*_pct_p05 / crs_*_pct_p95 (5th/95th percentiles over the
+  draws) next to each percentage of crs_by_dose.csv and the table.
+
+\b
 Limits (checked before any work; raise with the environment variable):
   --patients <= 200000 (QSP_MAX_PATIENTS), --days <= 3650 (QSP_MAX_DAYS),
   dose events per patient/ID <= 5000 (QSP_MAX_EVENTS), output times per
   patient <= 200000 (QSP_MAX_OUTPUTS), estimated memory <= 6 GB
-  (QSP_MAX_MEMORY_GB), IDs per dataset <= 100000 (QSP_MAX_IDS).
+  (QSP_MAX_MEMORY_GB), IDs per dataset <= 100000 (QSP_MAX_IDS),
+  --uncertainty <= 200 (QSP_MAX_DRAWS), --patients x (--uncertainty + 1)
+  <= 2000000 (QSP_MAX_PATIENT_SOLVES).
 """
 
 # option name -> the modes it applies to
@@ -82,6 +102,7 @@ APPLIES = {
     "--dataset": ("dataset",), "--time-unit": ("dataset",),
     "--regimen": ("drug", "population"), "--days": ("drug", "population"), "--premed": ("drug", "population"),
     "--seed": ("population",), "--outputs-per-day": ("population",), "--progress": ("population",),
+    "--parameters": ("drug", "population"), "--uncertainty": ("population",),
 }
 MODE_TEXT = {"dataset": "dataset mode (--model)", "drug": "drug mode (--drug, one patient)",
              "population": "population mode (--drug with --patients)"}
@@ -162,6 +183,16 @@ def simulate(
     progress: Annotated[Optional[bool], typer.Option(
         "--progress/--no-progress", help="With --patients: progress bar on stderr [default: on above 2048 patients].",
         show_default=False)] = None,
+    parameters: Annotated[Optional[str], typer.Option(
+        "--parameters", metavar="prior|calibrated",
+        help="With --drug: typical values from the model card (prior) or from the calibration fit (calibrated; "
+             "$QSP_CALIBRATED or the shipped file) [default: calibrated when a calibrated file is available, "
+             "else prior]. --param values win over the set.", show_default=False)] = None,
+    uncertainty: Annotated[Optional[int], typer.Option(
+        "--uncertainty", metavar="K",
+        help="With --patients and calibrated parameters: rerun the trial with K parameter sets drawn from the "
+             "fit (same patients) and add 5th-95th percentile columns next to each CRS percentage.",
+        show_default=False)] = None,
 ) -> None:
     """Simulate a NONMEM dataset with a PK model (--model), or a drug's TCE model card (--drug)."""
     try:
@@ -173,7 +204,8 @@ def simulate(
         if patients is not None and model is not None:
             raise InputError("--patients needs --drug NAME (population mode), not --model", field="--patients")
         given = {"--dataset": dataset, "--time-unit": time_unit, "--regimen": regimen, "--days": days,
-                 "--premed": premed, "--seed": seed, "--outputs-per-day": outputs_per_day, "--progress": progress}
+                 "--premed": premed, "--seed": seed, "--outputs-per-day": outputs_per_day, "--progress": progress,
+                 "--parameters": parameters, "--uncertainty": uncertainty}
         for name, v in given.items():
             if v is not None and mode not in APPLIES[name]:
                 where = " or ".join(MODE_TEXT[m] for m in APPLIES[name])
@@ -188,12 +220,12 @@ def simulate(
         elif mode == "drug":
             from .sim_drug import simulate_drug
 
-            files = simulate_drug(drug, regimen, days, premed, params, opts)
+            files = simulate_drug(drug, regimen, days, premed, params, opts, parameters=parameters)
         else:
             from .sim_drug import simulate_population
 
             files = simulate_population(drug, regimen, days, premed, patients, seed, outputs_per_day, progress,
-                                        params, opts)
+                                        params, opts, parameters=parameters, uncertainty=uncertainty)
         written = write_outputs(out_dir, files)
     except InputError as e:
         echo_error(str(e))
@@ -203,6 +235,8 @@ def simulate(
         raise typer.Exit(EXIT_SOLVER)
     for w in files.get("_warnings", []):
         typer.echo(f"warning: {w}", err=True)
+    if "_parameters" in files:
+        typer.echo(files["_parameters"])
     if "_table" in files:
         typer.echo(files["_table"])
     typer.echo("wrote " + ", ".join(str(p) for p in sorted(written)))
