@@ -19,8 +19,13 @@ its targets, from the fit; the written targets.csv still predicts them (the held
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
+
+# persistent compilation cache (see qsp/__init__.py): a second fit on this machine skips most compiles
+os.environ.setdefault("QSP_COMPILE_CACHE", str(Path(__file__).resolve().parent / ".jax_cache"))
 
 from qsp.calibrate.fit import run_map, write_fit
 from qsp.calibrate.likelihood import build_problem
@@ -65,6 +70,9 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--leave-out", default="")
     ap.add_argument("--out", default="calibration/fits/map")
+    ap.add_argument("--calibrated", default=None,
+                    help="where to write the calibrated parameter set (default: data/calibrated/tce_map.json for the "
+                         "full fit, none with --leave-out; 'none' to skip)")
     a = ap.parse_args(argv)
     drugs = [d.strip() for d in a.drugs.split(",") if d.strip()]
     models = {d: load_card(d).model() for d in drugs}
@@ -75,9 +83,16 @@ def main(argv=None):
     problem = build_problem(space, fit_targets, patients=a.patients, seed=a.seed)
     print(f"studies: {', '.join(s.study_id for s in problem.studies)}; skipped: {problem.skipped}", flush=True)
     fit = run_map(problem, starts=a.starts, max_steps=a.max_steps, draws=a.draws,
+                  compile_progress=lambda sid, s: print(f"compiled {sid} in {s:.0f} s ({time.time() - t0:.0f} s)",
+                                                        flush=True),
                   progress=lambda i, n, v: print(f"MAP start {i}/{n}: -log posterior {v:.2f} "
                                                  f"({time.time() - t0:.0f} s)", flush=True))
     files = write_fit(fit, a.out)
+    ship = a.calibrated or ("none" if a.leave_out else "data/calibrated/tce_map.json")
+    if ship != "none":
+        from qsp.calibrate.export import write_calibrated
+
+        files.append(write_calibrated(fit, ship, command="python calibration/fit_map.py " + " ".join(argv or sys.argv[1:])))
     if a.leave_out:  # the held-out targets, predicted by the parameters fitted without them
         from pathlib import Path
 

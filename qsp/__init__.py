@@ -1,7 +1,10 @@
 """qsp: mechanistic, differentiable PK/PD models for model-informed dosing of CD3 T-cell engagers.
 
 Importing the package switches JAX to float64 (``jax_enable_x64``): the engine computes in double
-precision by default.
+precision by default. ``QSP_COMPILE_CACHE=<folder>`` turns on JAX's persistent compilation cache there
+(programs that took over a second to compile are stored and reused by later processes on the same machine;
+the calibration scripts use it so that a re-run or a leave-one-out fit does not compile again). This module
+is the one place where process-wide JAX configuration is set.
 """
 
 import os
@@ -31,6 +34,9 @@ _ask_for_host_devices()
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+if os.environ.get("QSP_COMPILE_CACHE"):
+    jax.config.update("jax_compilation_cache_dir", os.environ["QSP_COMPILE_CACHE"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 from .errors import InputError  # noqa: E402
 from .events import EventArrays, regimen_to_events, stack_events  # noqa: E402

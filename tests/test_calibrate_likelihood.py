@@ -1,17 +1,24 @@
 """The calibration likelihood: finite, differentiable (gradients match finite differences), predictions per
-target, failed virtual patients penalised (finite, never NaN)."""
+target, failed virtual patients penalised (finite, never NaN); summary targets (Tmax, Cmax, troughs,
+accumulation ratios, half-lives, CRS onset, ADA) computed as stated and every row either in the likelihood or
+listed as skipped."""
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
+from qsp.calibrate import load_targets
+from qsp.calibrate import summaries as sumr
 from qsp.calibrate.likelihood import (FAILURE_PENALTY, build_problem, log_likelihood, neg_log_posterior_flat,
                                       predict)
 from qsp.calibrate.space import ParameterSpace
-from qsp.cards import load_card
+from qsp.cards import list_cards, load_card
 from qsp.errors import InputError
 
 
@@ -26,11 +33,18 @@ def test_targets_and_predictions(problem):
     sim = problem.studies[0]
     assert sim.study_id == "MajesTEC-1" and len(sim.crs_rows) == 7
     assert {g["quantity"] for g in sim.tc_groups} == {"il6_pg_per_ml", "conc_ug_per_ml"}
+    assert [r.quantity for r in sim.sum_rows] == ["tmax_h", "accumulation_ratio_cmax", "accumulation_ratio_auc_tau",
+                                                  "crs_onset_h"]
+    assert sim.ts.max() >= 55.0  # the accumulation ratios need dose 9 (day 48) and its week
     df = predict(problem.space.init(), problem)
-    assert len(df) == 7 + 24 + 23
+    assert len(df) == 7 + 24 + 23 + 4
     assert np.isfinite(df.predicted).all() and (df.n_failed == 0).all()
     crs = df[df.kind == "crs_incidence"]
     assert crs.predicted.between(0, 100).all()
+    sm = df[df.kind == "summary"].set_index("unit")
+    assert 24.0 < sm.predicted["tmax_h"] < 7 * 24.0  # inside dose 3's weekly window
+    assert 1.0 < sm.predicted["accumulation_ratio_cmax"] < 10.0 and 1.0 < sm.predicted["accumulation_ratio_auc_tau"]
+    assert 0.0 < sm.predicted["crs_onset_h"] < 7 * 24.0
 
 
 def test_gradient_matches_finite_differences(problem):
@@ -50,12 +64,12 @@ def test_failed_patients_give_a_finite_penalised_log_density():
     space = ParameterSpace(models, class_params=("KIL6",))
     prob = build_problem(space, patients=4, seed=1, max_steps=3)  # every solve fails
     th = space.init()
-    ll = float(log_likelihood(th, prob))
+    ll = float(jax.jit(lambda t: log_likelihood(t, prob))(th))
     assert np.isfinite(ll) and ll < -FAILURE_PENALTY * 4
     df = predict(th, prob)
     assert (df.n_failed == 4).all()
     f, x0, _ = neg_log_posterior_flat(prob)
-    assert np.all(np.isfinite(np.asarray(jax.grad(f)(x0))))
+    assert np.all(np.isfinite(np.asarray(jax.jit(jax.grad(f))(x0))))
 
 
 def test_bad_problem_is_refused():
@@ -65,3 +79,169 @@ def test_bad_problem_is_refused():
         build_problem(space, patients=4, studies=["NOPE"])
     with pytest.raises(InputError, match="patients"):
         build_problem(space, patients=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# summary targets: the pieces on known curves (no ODE solve)
+# --------------------------------------------------------------------------------------------------
+def test_weighted_quantile_is_the_median_for_equal_weights_and_ignores_zero_weights():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 8, 13):
+        x = rng.lognormal(size=n)
+        assert float(sumr.weighted_quantile(jnp.asarray(x), jnp.ones(n), 0.5)) == pytest.approx(np.median(x))
+    x = np.array([1.0, 2.0, 3.0, 100.0, -50.0])
+    w = np.array([1.0, 1.0, 1.0, 0.0, 0.0])
+    assert float(sumr.weighted_quantile(jnp.asarray(x), jnp.asarray(w), 0.5)) == pytest.approx(2.0)
+    # continuous in the weights: moving weight onto the largest value moves the median smoothly upwards
+    vals = [float(sumr.weighted_quantile(jnp.asarray(x[:3]), jnp.asarray([1.0, 1.0, 1.0 + e]), 0.5))
+            for e in (0.0, 1e-3, 2e-3)]
+    assert vals[0] < vals[1] < vals[2] and vals[2] - vals[0] < 1e-2
+    g = jax.grad(lambda w_: sumr.weighted_quantile(jnp.asarray(x[:3]), w_, 0.5))(jnp.asarray([1.0, 1.0, 1.5]))
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def _bateman(t, ka, ke):
+    return ka / (ka - ke) * (np.exp(-ke * t) - np.exp(-ka * t))
+
+
+def test_tmax_and_cmax_of_a_bateman_curve():
+    ka, ke = 1.2, math.log(2) / 10.0
+    end = 14.0 - sumr.TROUGH_EPS_DAY  # a window's grid: dense from the dose to just before the next one
+    ts = sumr.merge_grid(np.arange(0.0, 14.0, 0.25), 7.0 + sumr.DENSE_STEP_DAY * np.arange(84), [end])
+    t_dose = 7.0
+    x = np.where(ts >= t_dose, _bateman(np.clip(ts - t_dose, 0, None), ka, ke), 0.0)[None, :]
+    idx = np.flatnonzero((ts >= t_dose) & (ts <= end))
+    tmax = math.log(ka / ke) / (ka - ke)
+    got = float(sumr.window_tmax_h(jnp.asarray(x), ts, idx, t_dose)[0])
+    assert got == pytest.approx(24.0 * tmax, abs=0.2)  # 2 h grid, parabolic vertex: well under the grid step
+    assert float(sumr.window_cmax(jnp.asarray(x), idx)[0]) == pytest.approx(_bateman(tmax, ka, ke), rel=1e-3)
+    auc = float(sumr.window_auc(jnp.asarray(x), ts, idx)[0])
+    tau = end - t_dose
+    exact = (ka / (ka - ke)) * ((1 - np.exp(-ke * tau)) / ke - (1 - np.exp(-ka * tau)) / ka)
+    assert auc == pytest.approx(exact, rel=2e-3)
+
+
+@pytest.mark.parametrize("curve, half_life", [
+    ("sc_antibody", 20.0),  # SC absorption then a 20-day decay: the last week of a 28-day follow-up
+    ("two_compartment", math.log(2) / 0.05),  # a fast distribution phase and a 13.9-day terminal phase
+    ("fast_after_infusion", 2.0 / 24.0),  # a 2 h decay after an infusion ends: the band above peak/64
+])
+def test_terminal_half_life_of_known_decays(curve, half_life):
+    t_last = 10.0
+    fine = t_last + np.concatenate([np.arange(0, 2, 1 / 48), np.arange(2, 7, 1 / 12)])
+    ts = sumr.merge_grid(np.arange(0.0, t_last + 28.0 + 1e-9, 0.25), fine)
+    tt = np.clip(ts - t_last, 0.0, None)
+    k = math.log(2) / half_life
+    if curve == "sc_antibody":
+        x = _bateman(tt, 0.8, k)
+    elif curve == "two_compartment":
+        x = 10.0 * np.exp(-3.0 * tt) + np.exp(-k * tt)
+    else:
+        x = np.exp(-k * tt)
+    x = np.where(ts >= t_last, x, 0.5)[None, :]
+    got = float(sumr.terminal_half_life(jnp.asarray(x), ts, t_last, t_last + 28.0)[0])
+    assert got == pytest.approx(half_life, rel=0.02)
+
+
+def test_terminal_half_life_gradient_matches_finite_differences():
+    ts = sumr.merge_grid(np.arange(0.0, 28.0 + 1e-9, 0.25), np.arange(0, 2, 1 / 48))
+
+    def hl(log_k):
+        k = jnp.exp(log_k)
+        x = (10.0 * jnp.exp(-3.0 * ts) + jnp.exp(-k * ts))[None, :]
+        return sumr.terminal_half_life(x, ts, 0.0, 28.0)[0]
+
+    z = math.log(0.08)
+    g = float(jax.grad(hl)(z))
+    fd = (float(hl(z + 1e-4)) - float(hl(z - 1e-4))) / 2e-4
+    assert np.isfinite(g) and g == pytest.approx(fd, rel=1e-3)
+
+
+def _row(**kw):
+    base = dict(label="x", quantity="cmax_ug_per_ml", statistic="mean", selection="all", error_model="lognormal",
+                observed=2.0, unit="cmax_ug_per_ml", sigma=0.2)
+    base.update(kw)
+    return sumr.SummaryRow(**base)
+
+
+def test_summary_error_models():
+    ln = _row()
+    assert float(sumr.log_density(ln, 2.0)) == pytest.approx(-math.log(0.2))
+    assert float(sumr.log_density(ln, 2.0 * math.exp(0.2))) == pytest.approx(-0.5 - math.log(0.2))
+    iv = _row(quantity="tmax_h", error_model="interval", observed=120.0, lower=72.0, upper=168.0, sigma=np.nan)
+    assert float(sumr.log_density(iv, 80.0)) == 0.0 == float(sumr.log_density(iv, 160.0))
+    out = float(sumr.log_density(iv, 168.0 * math.exp(sumr.EDGE_SIGMA_LOG)))
+    assert out == pytest.approx(-0.5)
+    ub = _row(quantity="ada_incidence_pct", error_model="upper_bound", observed=1.0, upper=1.0, unit="%")
+    assert float(sumr.log_density(ub, 0.3)) == 0.0
+    assert float(sumr.log_density(ub, 1.0 + sumr.EDGE_SIGMA_PP)) == pytest.approx(-0.5)
+    bi = _row(quantity="ada_incidence_pct", error_model="binomial", observed=2.9, n=140.0, events=4.0)
+    p = 4 / 140
+    assert float(sumr.log_density(bi, 100 * p)) == pytest.approx(4 * math.log(p) + 136 * math.log1p(-p))
+    no = _row(quantity="ada_incidence_pct", error_model="normal", observed=8.3, sigma=2.5)
+    assert float(sumr.log_density(no, 8.3 + 2.5)) == pytest.approx(-0.5 - math.log(2.5))
+
+
+def test_every_summary_row_is_in_the_likelihood_or_skipped_with_a_reason():
+    """Building a problem solves nothing: plan every drug's summary rows and account for each one."""
+    tg = load_targets()
+    drugs = sorted(set(tg.summaries.drug) & set(list_cards()))
+    space = ParameterSpace({d: load_card(d).model() for d in drugs}, class_params=("KIL6",))
+    prob = build_problem(space, tg, patients=2, seed=1)
+    planned = [r.label for s in prob.studies for r in s.sum_rows]
+    skipped = dict(prob.skipped)
+    assert len(planned) == len(set(planned))
+    for r in tg.summaries.itertuples(index=False):
+        label = sumr.row_label(r)
+        hits = [p for p in planned if p.startswith(label)] + [k for k in skipped if k.startswith(label)]
+        assert len(hits) == 1, (label, hits)
+    assert "half-life at treatment start" in skipped["talquetamab-popPK-Gong2025 typical half_life_initial_day"]
+    # the sd rows are CV targets against their study's mean row
+    cv = [r for s in prob.studies for r in s.sum_rows if r.label.endswith("(as CV = sd/mean)")]
+    assert len(cv) == 4 and all(r.unit == "cv_pct" for r in cv)
+    one = next(r for r in cv if r.label.startswith("MonumenTAL-1-QW-PK sd cmax_ug_per_ml dose 3"))
+    assert one.observed == pytest.approx(100 * 1.185 / 1.568)
+    # studies the label regimen cannot reproduce are listed, not dropped silently
+    assert "regimen_match nearest" in skipped["epcoritamab-Tcells-Hosseini2020"]
+    # ADA-only studies need no simulation
+    ada = [s for s in prob.studies if not s.solve]
+    assert {s.study_id for s in ada} >= {"epcoritamab-SmPC-ADA", "elranatamab-SmPC-ADA"}
+
+
+def test_summary_rows_the_model_cannot_predict_are_skipped():
+    tg = load_targets()
+    st = tg.studies[tg.studies.study_id == "MonumenTAL-1-QW-PK"].iloc[0]
+    sm = tg.summaries[tg.summaries.study_id == "MonumenTAL-1-QW-PK"]
+    lone_sd = sm[(sm.statistic == "sd") & (sm.dose_no == 3) & (sm.quantity == "cmax_ug_per_ml")]
+    far = sm[(sm.statistic == "mean") & (sm.dose_no == 9) & (sm.quantity == "cmax_ug_per_ml")].copy()
+    far["dose_no"] = pd.array([40], dtype="Int64")
+    model = load_card("talquetamab").model()
+    skipped = []
+    rows = sumr.plan_rows(pd.concat([lone_sd, far]), st, np.arange(10) * 7.0, model, skipped)
+    assert rows == [] and len(skipped) == 2
+    assert "mean row" in skipped[0][1] and "beyond the label regimen" in skipped[1][1]
+    # a partial study: a window past the matched days is skipped
+    skipped = []
+    part = st.copy()
+    part["regimen_match"], part["regimen_match_until_day"] = "partial", 30.0
+    rows = sumr.plan_rows(sm[sm.statistic == "mean"], part, np.array([0.0, 3, 6, 13, 20, 27, 34, 41, 48, 55]), model,
+                          skipped)
+    assert [r.dose for r in rows] == [2, 2] and len(skipped) == 2 and all("partial" in w for _, w in skipped)
+
+
+def test_summary_terms_gradient_matches_finite_differences():
+    """Tmax (lognormal), terminal half-life (interval: the prior lies outside it) and ADA incidence (binomial)
+    through the ODE solve: jax.grad agrees with central differences."""
+    drug = "epcoritamab"
+    space = ParameterSpace({drug: load_card(drug).model()}, class_params=("KIL6",), drug_params=("V1", "ADA_PROB"))
+    prob = build_problem(space, patients=4, seed=2, studies=["epcoritamab-label-PK", "epcoritamab-SmPC-ADA"])
+    assert [len(s.sum_rows) for s in prob.studies] == [2, 1] and not prob.studies[1].solve
+    f, x0, _ = neg_log_posterior_flat(prob)
+    fj = jax.jit(f)
+    g = np.asarray(jax.jit(jax.grad(f))(x0))
+    assert np.all(np.isfinite(g))
+    for i in range(x0.size):
+        h = 1e-4
+        e = jnp.zeros_like(x0).at[i].set(h)
+        fd = (float(fj(x0 + e)) - float(fj(x0 - e))) / (2 * h)
+        assert g[i] == pytest.approx(fd, rel=2e-3, abs=1e-3), (i, g[i], fd)

@@ -23,7 +23,13 @@ Terms (each target row of :mod:`qsp.calibrate.targets`):
   :data:`FAILURE_PENALTY` log-likelihood units each: the log density stays finite, never NaN;
   :func:`predict` reports how many failed.
 
-Summary targets (Tmax, accumulation ratios, half-lives, ADA) are not in the likelihood yet.
+- **Summaries** (Tmax, Cmax, Ctrough, accumulation ratios, terminal half-life, median CRS onset, ADA
+  incidence), each with its row's error model: :mod:`qsp.calibrate.summaries` says what each means for the
+  virtual population. A study's horizon is extended when a row needs it (the window of a later dose; a
+  follow-up after the last dose for a half-life); a study with only ADA rows is not simulated.
+
+Every target row the model cannot predict is listed in ``Problem.skipped`` as ``(row, reason)``, including
+the studies :meth:`~qsp.calibrate.targets.TargetSet.on_label_regimen` drops (``nearest``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from ..population import population_spec, sample_population
 from ..premedication import drug_doses
 from ..simulate import STATUS_OK, SolverConfig
 from ..trial import _patient, population_events
+from . import summaries as sumr
 from .space import ParameterSpace
 from .targets import TargetSet, load_targets
 
@@ -55,6 +62,7 @@ FOLLOW_UP_DAYS = 7.0
 P_CLIP = 1e-6
 SEG_POINTS = 24
 BAND_Q = {"band_lower": 0.05, "band_upper": 0.95, "p05": 0.05, "p95": 0.95}
+SUMMARY_REGIMEN_DAYS = 400.0  # how far the label regimen is expanded to number doses for summary rows
 
 
 @dataclass
@@ -75,6 +83,8 @@ class StudySim:
     tc_groups: list = field(default_factory=list)  # dicts: quantity, statistic, selection, t_idx, obs, sigma
     out_names: tuple = ()
     fixed: dict = field(default_factory=dict)  # per-patient values that do not move with theta (ADA status)
+    sum_rows: list = field(default_factory=list)  # qsp.calibrate.summaries.SummaryRow
+    solve: bool = True  # False: only targets that need no simulation (ADA incidence)
 
 
 @dataclass
@@ -85,6 +95,9 @@ class Problem:
     patients: int
     seed: int
     skipped: list = field(default_factory=list)  # (study_id or row, why)
+    # compiled predictions per study (id -> (study, function)); not an init field, so dataclasses.replace()
+    # (a sub-problem of some studies) starts with its own empty cache
+    _predict_fns: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 GRADE_KEY = {"any": "p_any", "g2plus": "p_g2plus", "g3plus": "p_g3plus"}
@@ -97,25 +110,37 @@ def _study_regimen(card, regimen: str, horizon: float):
 
 def build_problem(space: ParameterSpace, targets: TargetSet | None = None, *, patients: int = 64, seed: int = 1,
                   studies: Sequence[str] | None = None, solver: str = "tsit5", rtol: float = 1e-6,
-                  atol: float = 1e-9, max_steps: int = 4096) -> Problem:
+                  atol: float = 1e-9, max_steps: int = 4096, summaries: bool = True) -> Problem:
     """Fix everything a likelihood evaluation needs: per study, its population, events and target rows.
 
     Only studies of the space's drugs whose label regimen reproduces their dosing are used
-    (:meth:`TargetSet.on_label_regimen`); ``studies`` restricts them further (by id).
+    (:meth:`TargetSet.on_label_regimen`; the others are listed in ``skipped``); ``studies`` restricts them
+    further (by id). ``summaries=False`` leaves the summary rows out (listed in ``skipped``).
     """
     if patients < 2:
         raise InputError(f"a fit needs at least 2 virtual patients per study, got {patients}", field="patients")
-    ts_all = (targets or load_targets()).on_label_regimen()
+    full = targets or load_targets()
+    ts_all = full.on_label_regimen()
     cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
     out, skipped = [], []
+    kept = set(ts_all.studies.study_id)
+    for st in full.studies.itertuples(index=False):
+        if st.drug in space.models and st.study_id not in kept and (studies is None or st.study_id in studies):
+            skipped.append((st.study_id, f"regimen_match {st.regimen_match}: the label regimen does not "
+                                         "reproduce the study's dosing"))
     for st in ts_all.studies.itertuples(index=False):
         if st.drug not in space.models or (studies is not None and st.study_id not in studies):
             continue
         crs = ts_all.crs_incidence[ts_all.crs_incidence.study_id == st.study_id]
         tc = ts_all.timecourses[ts_all.timecourses.study_id == st.study_id]
-        if crs.empty and tc.empty:
+        sm = ts_all.summaries[ts_all.summaries.study_id == st.study_id]
+        if not summaries:
+            skipped.extend((sumr.row_label(r), "summary targets left out (summaries=False)")
+                           for r in sm.itertuples(index=False))
+            sm = sm.iloc[:0]
+        if crs.empty and tc.empty and sm.empty:
             continue
-        sim = _build_study(space, st, crs, tc, patients, seed, skipped)
+        sim = _build_study(space, st, crs, tc, sm, patients, seed, skipped)
         if sim is not None:
             out.append(sim)
     if studies is not None:
@@ -127,14 +152,30 @@ def build_problem(space: ParameterSpace, targets: TargetSet | None = None, *, pa
     return Problem(space, out, cfg, patients, seed, skipped)
 
 
-def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, patients: int, seed: int, skipped: list):
+def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFrame, patients: int, seed: int,
+                 skipped: list):
     card = load_card(st.drug)
     model = space.models[st.drug]
     ref = card.covariates()
     t_max = float(tc.time_day.max()) if len(tc) else 0.0
-    last_dose_day = max(OVERALL_DAYS, t_max)  # doses up to here; then a follow-up for the last dose's window
+    base_last = max(OVERALL_DAYS, t_max)  # doses up to here; then a follow-up for the last dose's window
     horizon = max(OVERALL_DAYS + FOLLOW_UP_DAYS, t_max + 1.0)
-    reg = _study_regimen(card, st.regimen, last_dose_day)
+    rows, need = [], sumr.needs([])
+    if len(sm):
+        dose_full = np.array([d.time for d in drug_doses(_study_regimen(card, st.regimen, SUMMARY_REGIMEN_DAYS))])
+        rows = sumr.plan_rows(sm, st, dose_full, model, skipped)
+        need = sumr.needs(rows)
+        if crs.empty and tc.empty and rows and not need["simulate"]:
+            sim = StudySim(st.study_id, st.drug, model, np.zeros(1), np.zeros(0), None, model.params(), {},
+                           np.zeros(patients), np.zeros(patients), solve=False)
+            sim.sum_rows = rows
+            return sim
+        if not rows and crs.empty and tc.empty:
+            return None
+        if need["last_dose"] >= 0:
+            base_last = max(base_last, float(dose_full[need["last_dose"]]))
+        horizon = max(horizon, need["window_end"])
+    reg = _study_regimen(card, st.regimen, base_last)
     doses = drug_doses(reg)
     dose_t = np.array([d.time for d in doses], float)
     premed = 1.0 if st.premedication == "label" else 0.0
@@ -150,11 +191,19 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, patients: int, 
     z_crs = pop.covariates["eta_crs"].to_numpy(float) / (omega0 if omega0 > 0 else 1.0)
     tcr = pop.covariates["prior_tcr"].to_numpy(float)
     events = population_events(model, reg, pop, ref)
+    im = np.asarray(events.inf_mask[0], bool)
+    inf_end = (np.asarray(events.inf_start[0]) + np.asarray(events.inf_duration[0]))[im]
+    if need["half_life"]:  # a follow-up without doses after the last dose's input ends
+        horizon = max(horizon, sumr.decay_start(dose_t, inf_end) + sumr.HL_FOLLOW_UP_DAYS)
     grid = np.arange(0.0, horizon + 1e-9, 0.25)
-    ts = np.unique(np.concatenate([grid, tc.time_day.to_numpy(float)]))
+    extra = np.zeros(0)
+    if rows:
+        extra = sumr.grid_points(rows, dose_t, horizon, inf_end)
+    ts = sumr.merge_grid(grid, tc.time_day.to_numpy(float), extra)
     sim = StudySim(st.study_id, st.drug, model, ts, dose_t, events, model.params(), ratios, z_crs, tcr)
     sim.fixed = fixed
     overall_idx = np.flatnonzero(dose_t < OVERALL_DAYS)
+    n_base = int(np.sum(dose_t <= max(OVERALL_DAYS, t_max)))  # k+ rows: doses of the CRS horizon only
     for r in crs.itertuples(index=False):
         label = f"{r.study_id} {r.grade} CRS " + (f"after dose {r.dose_no}" if r.scope == "dose" else "overall")
         if r.scope == "overall":
@@ -162,14 +211,16 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, patients: int, 
         else:
             s = str(r.dose_no)
             k = int(s.rstrip("+")) - 1
-            idx = np.arange(k, min(k + LATER_DOSES, dose_t.size)) if s.endswith("+") else np.array([k])
+            idx = np.arange(k, min(k + LATER_DOSES, n_base)) if s.endswith("+") else np.array([k])
             overall = False
-            if idx.size == 0 or idx.max() >= dose_t.size:
+            if idx.size == 0 or idx.max() >= n_base:
                 skipped.append((label, "dose beyond the simulated horizon"))
                 continue
         sim.crs_rows.append({"label": label, "grade": GRADE_KEY[r.grade], "idx": idx, "overall": overall,
                              "events": float(r.events), "n": float(r.n), "pct": float(r.pct)})
     needed = {"il6_pg_per_ml"}
+    if need["conc"]:
+        needed.add(sumr.CONC)
     for (q, stat, sel), g in tc.groupby(["quantity", "statistic", "selection"], sort=False):
         g = g.sort_values("time_day")
         if stat not in ("mean", "median", "individual_peak") and stat not in BAND_Q:
@@ -179,10 +230,12 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, patients: int, 
             skipped.append((f"{st.study_id} {stat} {q}", f"selection {sel} not in the likelihood"))
             continue
         needed.add(q)
-        t_idx = np.searchsorted(ts, g.time_day.to_numpy(float))
+        t_idx = sumr.nearest(ts, g.time_day.to_numpy(float))
         sim.tc_groups.append({"label": f"{st.study_id} {stat} {q} ({sel})", "quantity": q, "statistic": stat,
                               "selection": sel, "t_idx": t_idx, "times": g.time_day.to_numpy(float),
                               "obs": g.value.to_numpy(float), "sigma": g.sigma.to_numpy(float)})
+    sumr.attach_grid(rows, ts, dose_t, overall_idx, horizon, inf_end)
+    sim.sum_rows = rows
     sim.out_names = tuple(sorted(needed))
     return sim
 
@@ -254,14 +307,23 @@ def _weighted_mean(x, w):
     return jnp.sum(x * w[:, None], axis=0) / jnp.maximum(jnp.sum(w), 1e-12)
 
 
+def _ada_prob(theta, problem: Problem, sim: StudySim):
+    vals = problem.space.values(theta, sim.drug)
+    return vals["ADA_PROB"] if "ADA_PROB" in vals else jnp.asarray(float(sim.base.get("ADA_PROB", 0.0)))
+
+
 def study_predictions(theta, problem: Problem, sim: StudySim) -> dict:
     """Predicted value of every target row of the study (JAX arrays), plus the count of failed patients."""
+    if not sim.solve:  # targets that need no simulation (ADA incidence)
+        ada = _ada_prob(theta, problem, sim)
+        return {"crs": [], "tc": [], "summary": [sumr.predict_row(r, sim.ts, None, None, None, None, None, ada)
+                                                  for r in sim.sum_rows], "n_failed": jnp.asarray(0.0)}
     outs, status, crs = simulate_study(theta, problem, sim)
     ok = status == STATUS_OK
     okf = ok.astype(float)
     safe = {k: jnp.where(ok[:, None], jnp.nan_to_num(v, nan=0.0, posinf=0.0), 0.0) for k, v in crs.items()}
     p_any_all = 1.0 - jnp.prod(1.0 - safe["p_any"], axis=1)
-    pred = {"crs": [], "tc": [], "n_failed": jnp.sum(1.0 - okf)}
+    pred = {"crs": [], "tc": [], "summary": [], "n_failed": jnp.sum(1.0 - okf)}
     for r in sim.crs_rows:
         pk = safe[r["grade"]][:, r["idx"]]
         per_patient = (1.0 - jnp.prod(1.0 - pk, axis=1)) if r["overall"] else jnp.mean(pk, axis=1)
@@ -281,11 +343,19 @@ def study_predictions(theta, problem: Problem, sim: StudySim) -> dict:
         else:
             q = 0.5 if g["statistic"] == "median" else BAND_Q[g["statistic"]]
             pred["tc"].append(jnp.nanquantile(jnp.where(ok[:, None], xt, jnp.nan), q, axis=0))
+    if sim.sum_rows:
+        conc = None
+        if sumr.CONC in outs:  # failed patients: a positive placeholder (weight 0), so logs stay finite
+            conc = jnp.where(ok[:, None], jnp.nan_to_num(outs[sumr.CONC], nan=1.0, posinf=1.0, neginf=1.0), 1.0)
+        onset = jnp.where(ok[:, None], crs["onset_h"], jnp.nan)
+        ada = _ada_prob(theta, problem, sim)
+        for r in sim.sum_rows:
+            pred["summary"].append(sumr.predict_row(r, sim.ts, conc, okf, p_any_all, onset, safe["p_any"], ada))
     return pred
 
 
 def log_likelihood(theta, problem: Problem):
-    """Sum over studies and target rows of the binomial / log-normal log likelihoods (a JAX scalar)."""
+    """Sum over studies and target rows of the binomial / log-normal / summary log likelihoods (a JAX scalar)."""
     total = 0.0
     for sim in problem.studies:
         pred = study_predictions(theta, problem, sim)
@@ -295,6 +365,8 @@ def log_likelihood(theta, problem: Problem):
         for g, pr in zip(sim.tc_groups, pred["tc"]):
             resid = (jnp.log(jnp.asarray(g["obs"])) - jnp.log(jnp.maximum(pr, 1e-12))) / jnp.asarray(g["sigma"])
             total = total + jnp.sum(-0.5 * resid**2 - jnp.log(jnp.asarray(g["sigma"])))
+        for r, pr in zip(sim.sum_rows, pred["summary"]):
+            total = total + sumr.log_density(r, pr)
         total = total - FAILURE_PENALTY * pred["n_failed"]
     return total
 
@@ -310,20 +382,31 @@ def neg_log_posterior_flat(problem: Problem):
 
 
 def predict(theta, problem: Problem) -> pd.DataFrame:
-    """One row per target: study, kind, label, time, observed, predicted (numbers), and failed patients."""
+    """One row per target: study, kind (``crs_incidence``, ``timecourse``, ``summary``), label, time, observed,
+    predicted (numbers), unit (for time courses and summaries the quantity's name; ``cv_pct`` for a spread
+    summary), ``lower``/``upper`` (interval and upper-bound summaries; NaN otherwise), and failed patients."""
     rows = []
+    nan = np.nan
     for sim in problem.studies:
-        pred = jax.tree_util.tree_map(np.asarray, study_predictions(theta, problem, sim))
+        hit = problem._predict_fns.get(id(sim))
+        if hit is None or hit[0] is not sim:  # compiled once per problem and study (eager costs ~100x more)
+            hit = problem._predict_fns[id(sim)] = (sim, jax.jit(functools.partial(study_predictions, problem=problem,
+                                                                                  sim=sim)))
+        pred = jax.tree_util.tree_map(np.asarray, hit[1](theta))
         nf = int(round(float(pred["n_failed"])))
         for r, pr in zip(sim.crs_rows, pred["crs"]):
             rows.append({"study_id": sim.study_id, "drug": sim.drug, "kind": "crs_incidence", "target": r["label"],
-                         "time_day": np.nan, "observed": r["pct"], "predicted": 100.0 * float(pr), "unit": "%",
-                         "n_failed": nf})
+                         "time_day": nan, "observed": r["pct"], "predicted": 100.0 * float(pr), "unit": "%",
+                         "lower": nan, "upper": nan, "n_failed": nf})
         for g, pr in zip(sim.tc_groups, pred["tc"]):
             for t, o, v in zip(g["times"], g["obs"], np.atleast_1d(pr)):
                 rows.append({"study_id": sim.study_id, "drug": sim.drug, "kind": "timecourse", "target": g["label"],
                              "time_day": float(t), "observed": float(o), "predicted": float(v), "unit": g["quantity"],
-                             "n_failed": nf})
+                             "lower": nan, "upper": nan, "n_failed": nf})
+        for r, pr in zip(sim.sum_rows, pred["summary"]):
+            rows.append({"study_id": sim.study_id, "drug": sim.drug, "kind": "summary", "target": r.label,
+                         "time_day": nan, "observed": r.observed, "predicted": float(pr), "unit": r.unit,
+                         "lower": r.lower, "upper": r.upper, "n_failed": nf})
     return pd.DataFrame(rows)
 
 

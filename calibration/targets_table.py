@@ -1,0 +1,105 @@
+"""The README's calibration table from a fit's targets.csv: target, observed, predicted median, 90% interval,
+within tolerance (at the MAP), plus a per-kind summary line.
+
+Usage::
+
+    python calibration/targets_table.py calibration/fits/map/targets.csv [--heldout calibration/fits/loo_x/heldout.csv]
+
+Time-course rows are many (hundreds of points); they are summarised per series (fraction of points within
+the tolerance) instead of listed one by one, so the table stays readable. Nothing is rounded away that the
+``within`` column depends on: it is computed by the fit (``qsp.calibrate.fit._within``), not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+
+def _fmt(v) -> str:
+    if pd.isna(v):
+        return ""
+    return f"{v:.3g}"
+
+
+def table(tab: pd.DataFrame) -> str:
+    lines = ["| target | observed | predicted median | 90% interval | within |", "|---|---|---|---|---|"]
+    point = tab[tab.kind != "timecourse"] if "kind" in tab else tab
+    for r in point.itertuples(index=False):
+        unit = "%" if r.kind == "crs_incidence" else getattr(r, "unit", "")
+        lines.append(f"| {r.target} | {_fmt(r.observed)} {unit} | {_fmt(r.predicted_median)} | "
+                     f"{_fmt(r.predicted_p05)}-{_fmt(r.predicted_p95)} | {'yes' if r.within else 'no'} |")
+    tc = tab[tab.kind == "timecourse"] if "kind" in tab else tab.iloc[:0]
+    for name, g in tc.groupby("target", sort=False):
+        lines.append(f"| {name} ({len(g)} points) | time course | | | "
+                     f"{100 * g.within.mean():.0f}% of points |")
+    return "\n".join(lines)
+
+
+def il6_peaks(tab: pd.DataFrame) -> pd.DataFrame:
+    """The issue's IL-6 peak check for mean/median IL-6 series: per dose window, the observed peak (largest
+    data point) against the predicted median at the data's time points: within 1.5-fold and 1 day."""
+    from qsp.calibrate.likelihood import _study_regimen
+    from qsp.calibrate.targets import load_targets
+    from qsp.cards import load_card
+    from qsp.premedication import drug_doses
+
+    studies = load_targets().studies.set_index("study_id")
+    rows = []
+    tc = tab[(tab.kind == "timecourse") & (tab.unit == "il6_pg_per_ml")]
+    for (sid, name), g in tc.groupby(["study_id", "target"], sort=False):
+        if "individual" in name or g.time_day.isna().any():
+            continue
+        st = studies.loc[sid]
+        doses = [d.time for d in drug_doses(_study_regimen(load_card(st.drug), st.regimen, g.time_day.max()))]
+        edges = list(doses) + [float("inf")]
+        for k in range(len(doses)):
+            w = g[(g.time_day >= edges[k]) & (g.time_day < edges[k + 1])]
+            if len(w) < 3:
+                continue
+            io, ip = w.observed.idxmax(), w.predicted_median.idxmax()
+            fold = max(w.predicted_median[ip] / w.observed[io], w.observed[io] / w.predicted_median[ip])
+            dt = abs(w.time_day[ip] - w.time_day[io])
+            rows.append({"target": f"{name}: peak after dose {k + 1}", "observed": w.observed[io],
+                         "observed_day": w.time_day[io], "predicted_median": w.predicted_median[ip],
+                         "predicted_day": w.time_day[ip], "fold": fold, "within": bool(fold <= 1.5 and dt <= 1.0)})
+    return pd.DataFrame(rows)
+
+
+def summary(tab: pd.DataFrame) -> str:
+    out = []
+    for kind, g in tab.groupby("kind", sort=False):
+        out.append(f"{kind}: {int(g.within.sum())}/{len(g)} within tolerance")
+    return "; ".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("targets")
+    ap.add_argument("--heldout", default=None)
+    a = ap.parse_args(argv)
+    tab = pd.read_csv(a.targets)
+    print(table(tab))
+    print()
+    print(summary(tab))
+    pk = il6_peaks(tab)
+    if len(pk):
+        print()
+        print("| IL-6 peak | observed (day) | predicted median (day) | fold | within 1.5-fold and 1 day |")
+        print("|---|---|---|---|---|")
+        for r in pk.itertuples(index=False):
+            print(f"| {r.target} | {r.observed:.3g} ({r.observed_day:.2f}) | {r.predicted_median:.3g} "
+                  f"({r.predicted_day:.2f}) | {r.fold:.2f} | {'yes' if r.within else 'no'} |")
+    if a.heldout:
+        held = pd.read_csv(a.heldout)
+        print()
+        print(table(held.rename(columns={"predicted": "predicted_map"}).assign(
+            predicted_median=held.get("predicted_median", held.get("predicted")),
+            predicted_p05=held.get("predicted_p05"), predicted_p95=held.get("predicted_p95"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
