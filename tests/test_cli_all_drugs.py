@@ -68,3 +68,18 @@ def test_population(drug, tmp_path):
     assert summary["n_failed"] == 0
     pts = pd.read_csv(out / "patients.csv")
     assert (pts.status == 0).all() and pts.id.nunique() == 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("drug", DRUGS)
+def test_population_of_200_on_the_label_regimen(drug, tmp_path):
+    """The calibration issue's check: ``qsp simulate --drug NAME --patients 200`` (label regimen, 35 days) runs
+    for every card with every virtual patient solved and a per-dose CRS table of valid percentages."""
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["simulate", "--drug", drug, "--patients", "200", "--seed", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_failed"] == 0
+    crs = pd.read_csv(out / "crs_by_dose.csv")
+    assert crs.crs_any_pct.between(0, 100).all() and (crs.crs_g2plus_pct <= crs.crs_any_pct + 1e-9).all()
+    assert pd.read_csv(out / "patients.csv").id.nunique() == 200
