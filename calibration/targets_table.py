@@ -24,13 +24,17 @@ def _fmt(v) -> str:
     return f"{v:.3g}"
 
 
-def table(tab: pd.DataFrame) -> str:
-    lines = ["| target | observed | predicted median | 90% interval | within |", "|---|---|---|---|---|"]
+def table(tab: pd.DataFrame, at: str = "median") -> str:
+    """``at='map'`` shows the prediction at the MAP (and no interval) instead of the Laplace-draw median."""
+    head = "predicted median | 90% interval" if at == "median" else "predicted at the MAP | 90% interval"
+    lines = [f"| target | observed | {head} | within |", "|---|---|---|---|---|"]
     point = tab[tab.kind != "timecourse"] if "kind" in tab else tab
     for r in point.itertuples(index=False):
         unit = "%" if r.kind == "crs_incidence" else getattr(r, "unit", "")
-        lines.append(f"| {r.target} | {_fmt(r.observed)} {unit} | {_fmt(r.predicted_median)} | "
-                     f"{_fmt(r.predicted_p05)}-{_fmt(r.predicted_p95)} | {'yes' if r.within else 'no'} |")
+        pred = r.predicted_median if at == "median" else r.predicted_map
+        band = f"{_fmt(r.predicted_p05)}-{_fmt(r.predicted_p95)}" if at == "median" else "(not shown)"
+        lines.append(f"| {r.target} | {_fmt(r.observed)} {unit} | {_fmt(pred)} | {band} | "
+                     f"{'yes' if r.within else 'no'} |")
     tc = tab[tab.kind == "timecourse"] if "kind" in tab else tab.iloc[:0]
     for name, g in tc.groupby("target", sort=False):
         lines.append(f"| {name} ({len(g)} points) | time course | | | "
@@ -38,7 +42,7 @@ def table(tab: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def il6_peaks(tab: pd.DataFrame) -> pd.DataFrame:
+def il6_peaks(tab: pd.DataFrame, at: str = "median") -> pd.DataFrame:
     """The issue's IL-6 peak check for mean/median IL-6 series: per dose window, the observed peak (largest
     data point) against the predicted median at the data's time points: within 1.5-fold and 1 day."""
     from qsp.calibrate.likelihood import _study_regimen
@@ -48,6 +52,7 @@ def il6_peaks(tab: pd.DataFrame) -> pd.DataFrame:
 
     studies = load_targets().studies.set_index("study_id")
     rows = []
+    col = "predicted_median" if at == "median" else "predicted_map"
     tc = tab[(tab.kind == "timecourse") & (tab.unit == "il6_pg_per_ml")]
     for (sid, name), g in tc.groupby(["study_id", "target"], sort=False):
         if "individual" in name or g.time_day.isna().any():
@@ -59,11 +64,11 @@ def il6_peaks(tab: pd.DataFrame) -> pd.DataFrame:
             w = g[(g.time_day >= edges[k]) & (g.time_day < edges[k + 1])]
             if len(w) < 3:
                 continue
-            io, ip = w.observed.idxmax(), w.predicted_median.idxmax()
-            fold = max(w.predicted_median[ip] / w.observed[io], w.observed[io] / w.predicted_median[ip])
+            io, ip = w.observed.idxmax(), w[col].idxmax()
+            fold = max(w[col][ip] / w.observed[io], w.observed[io] / w[col][ip]) if w[col][ip] > 0 else float("inf")
             dt = abs(w.time_day[ip] - w.time_day[io])
             rows.append({"target": f"{name}: peak after dose {k + 1}", "observed": w.observed[io],
-                         "observed_day": w.time_day[io], "predicted_median": w.predicted_median[ip],
+                         "observed_day": w.time_day[io], "predicted_median": w[col][ip],
                          "predicted_day": w.time_day[ip], "fold": fold, "within": bool(fold <= 1.5 and dt <= 1.0)})
     return pd.DataFrame(rows)
 
@@ -79,12 +84,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("targets")
     ap.add_argument("--heldout", default=None)
+    ap.add_argument("--at", choices=("median", "map"), default="median",
+                    help="predictions shown: median of the Laplace draws (default) or at the MAP")
     a = ap.parse_args(argv)
     tab = pd.read_csv(a.targets)
-    print(table(tab))
+    print(table(tab, a.at))
     print()
     print(summary(tab))
-    pk = il6_peaks(tab)
+    pk = il6_peaks(tab, a.at)
     if len(pk):
         print()
         print("| IL-6 peak | observed (day) | predicted median (day) | fold | within 1.5-fold and 1 day |")

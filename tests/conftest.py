@@ -1,13 +1,30 @@
-"""Shared fixtures."""
+"""Shared fixtures.
+
+The engine's tests run on the cards' (prior) values, whatever calibrated parameter file ships: the session
+sets ``QSP_CALIBRATED=none`` unless the caller set it. Tests of the calibrated set name its file themselves
+(``shipped_calibrated`` below, or their own fit through ``calibrated_fit``).
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("QSP_CALIBRATED", "none")
+SHIPPED_CALIBRATED = ROOT / "data" / "calibrated" / "tce_map.json"
+
+
+@pytest.fixture
+def shipped_calibrated(monkeypatch):
+    """Point the session at the shipped calibrated parameter file (skips when none ships)."""
+    if not SHIPPED_CALIBRATED.is_file():
+        pytest.skip("no calibrated parameter file ships yet")
+    monkeypatch.setenv("QSP_CALIBRATED", str(SHIPPED_CALIBRATED))
+    return SHIPPED_CALIBRATED
 
 
 def patch_card_text(text: str, *, values: dict | None = None, units: dict | None = None,

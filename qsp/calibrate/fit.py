@@ -99,7 +99,8 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
     keys = jax.random.split(jax.random.PRNGKey(seed), max(starts - 1, 1))
     xs = [np.asarray(x0)] + [np.asarray(problem.space.flatten(problem.space.sample_prior(k, start_scale))[0])
                              for k in keys[: starts - 1]]
-    res = map_fit(f, xs, max_steps=max_steps, progress=progress)
+    prior_sd = np.asarray(problem.space.flatten(problem.space._sds())[0])
+    res = map_fit(f, xs, max_steps=max_steps, progress=progress, min_eig=1.0 / float(np.max(prior_sd)) ** 2)
     t_fit = time.perf_counter() - t0
     theta = unravel(jnp.asarray(res.x))
     names = problem.space.names()
@@ -117,7 +118,6 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
     tab["predicted_p05"] = np.percentile(sims, 5, axis=0)
     tab["predicted_p95"] = np.percentile(sims, 95, axis=0)
     tab["within"] = [_within(r) for r in tab.assign(predicted=tab.predicted_map).itertuples(index=False)]
-    prior_sd = np.asarray(problem.space.flatten(problem.space._sds())[0])
     ident = pd.DataFrame(identifiability(prior_sd, res.sd, names))
     secs = {"compile_s": t_compile, "map_s": t_fit - t_compile, "total_s": time.perf_counter() - t0}
     return FitResult(problem, res, names, theta, values, tab, ident, secs)

@@ -48,7 +48,8 @@ def _minimise(fn, x0, *, max_steps: int, rtol: float, atol: float):
 
 
 def map_fit(neg_log_post: Callable, starts: Sequence, *, max_steps: int = 300, rtol: float = 1e-6,
-            atol: float = 1e-6, laplace: bool = True, progress: Callable | None = None) -> MapResult:
+            atol: float = 1e-6, laplace: bool = True, progress: Callable | None = None,
+            min_eig: float = 1e-8) -> MapResult:
     """Minimise ``neg_log_post`` (a JAX function of a flat vector) from every start; Laplace at the best.
 
     Args:
@@ -73,12 +74,16 @@ def map_fit(neg_log_post: Callable, starts: Sequence, *, max_steps: int = 300, r
     best = min(finite, key=lambda r: r["value"])
     res = MapResult(x=best["x"], value=best["value"], starts=runs)
     if laplace:
-        res.hessian, res.cov, res.hessian_min_eig = laplace_covariance(neg_log_post, best["x"])
+        res.hessian, res.cov, res.hessian_min_eig = laplace_covariance(neg_log_post, best["x"], min_eig=min_eig)
     return res
 
 
-def laplace_covariance(neg_log_post: Callable, x, *, step: float = 1e-3) -> tuple[np.ndarray, np.ndarray, float]:
-    """(Hessian, covariance, smallest Hessian eigenvalue) at ``x``; eigenvalues floored at 1e-8 for the inverse.
+def laplace_covariance(neg_log_post: Callable, x, *, step: float = 1e-3, min_eig: float = 1e-8
+                       ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(Hessian, covariance, smallest Hessian eigenvalue) at ``x``; eigenvalues floored at ``min_eig`` for the
+    inverse. Pass the smallest prior precision (``1 / max prior SD^2``) as ``min_eig``: the objective includes
+    the prior, so no direction of the posterior should be wider than the prior's widest; a tiny floor lets a
+    non-converged or noisy Hessian give variances of 1e8 (measured: Laplace draws that break every solve).
 
     The Hessian is the central difference of the reverse-mode gradient, column by column (``2 n`` gradients):
     the ODE solver's adjoint is a custom VJP, which forward mode cannot differentiate.
@@ -93,7 +98,7 @@ def laplace_covariance(neg_log_post: Callable, x, *, step: float = 1e-3) -> tupl
         h[:, j] = (np.asarray(grad(jnp.asarray(x + e))) - np.asarray(grad(jnp.asarray(x - e)))) / (2 * step)
     h = 0.5 * (h + h.T)
     w, v = np.linalg.eigh(h)
-    cov = (v / np.maximum(w, 1e-8)) @ v.T
+    cov = (v / np.maximum(w, min_eig)) @ v.T
     return h, cov, float(w.min())
 
 
