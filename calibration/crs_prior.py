@@ -30,7 +30,7 @@ from qsp.crs import crs_params, probabilities
 from qsp.population import population_spec, sample_population
 from qsp.trial import run_trial
 
-FIT = ("CRS_THETA1", "CRS_BETA", "CRS_TOL", "CRS_DELTA2", "CRS_DELTA3")
+FIT = ("CRS_THETA1", "CRS_BETA", "CRS_TOL", "CRS_DELTA2", "CRS_DELTA3", "CRS_X50")
 
 
 def targets(drug: str = "teclistamab"):
@@ -54,9 +54,10 @@ def main(argv=None):
                             height_cm=ref.height_cm)
     res = run_trial(model, card.regimen(until_day=35), pop, ref, days=42.0)
     ok = res.ok
-    x = jnp.asarray(res.crs["exposure"][ok])
+    xpk = jnp.asarray(res.crs["drive_peak"][ok])  # the T-cell cytokine drive; the exposure depends on CRS_X50
+    xst = jnp.asarray(res.crs["drive_predose"][ok])
     dose_t = jnp.asarray(res.doses.time.to_numpy(float))
-    present = jnp.isfinite(x)
+    present = jnp.isfinite(xpk)
     eta = jnp.asarray(pop.covariates.eta_crs.to_numpy(float)[ok])
     tcr = jnp.asarray(pop.covariates.prior_tcr.to_numpy(float)[ok])
     per_dose_obs, g2_obs, g3_obs = targets()
@@ -66,7 +67,8 @@ def main(argv=None):
     def predicted(v):
         c = dict(base)
         c.update({"CRS_THETA1": v[0], "CRS_BETA": jnp.exp(v[1]), "CRS_TOL": jnp.exp(v[2]),
-                  "CRS_DELTA2": jnp.exp(v[3]), "CRS_DELTA3": jnp.exp(v[4])})
+                  "CRS_DELTA2": jnp.exp(v[3]), "CRS_DELTA3": jnp.exp(v[4]), "CRS_X50": jnp.exp(v[5])})
+        x = jnp.where(present, jnp.log((c["CRS_X50"] + xpk) / (c["CRS_X50"] + xst)), jnp.nan)
         pr, _, _ = jax.vmap(lambda xi, pi, ei, ti: probabilities(xi, dose_t, pi, c, ei, ti))(x, present, eta, tcr)
         pr = jnp.nan_to_num(pr)
         mean = 100.0 * pr.mean(axis=0)  # (D, 3)
@@ -79,12 +81,12 @@ def main(argv=None):
         r = np.r_[np.asarray(per_dose) - per_dose_obs, float(anyg[1]) - g2_obs, 5.0 * (float(anyg[2]) - g3_obs)]
         return float(np.sum(r**2))
 
-    starts = ([-1.5, 1.0, 0.5, 0.5, 1.2], [-2.5, 2.0, 1.5, 0.5, 1.2], [-0.5, 0.0, 0.0, 1.0, 1.5])
+    starts = ([-3.0, 0.0, 0.0, 0.5, 1.2, -4.0], [-4.0, 0.5, 0.5, 0.5, 1.2, -2.0], [-2.0, -0.5, -0.5, 1.0, 1.5, -6.0])
     best = min((minimize(loss, s0, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-4, "fatol": 1e-6})
                 for s0 in starts), key=lambda r: r.fun)
     v = best.x
     values = {"CRS_THETA1": v[0], "CRS_BETA": np.exp(v[1]), "CRS_TOL": np.exp(v[2]), "CRS_DELTA2": np.exp(v[3]),
-              "CRS_DELTA3": np.exp(v[4])}
+              "CRS_DELTA3": np.exp(v[4]), "CRS_X50": np.exp(v[5])}
     per_dose, anyg = predicted(jnp.asarray(v))
     print(f"patients {a.patients} (seed {a.seed}), evaluable {int(ok.sum())}; loss {best.fun:.3g}")
     for k in FIT:

@@ -7,8 +7,8 @@ Usage (from the repository root)::
     python calibration/fit_map.py --leave-out elranatamab:crs --out calibration/fits/loo_elranatamab
 
 Class-level parameters (shared by every TCE): IL-6 production (T-cell drive KIL6, secretion delay KSEC, the
-monocyte amplification IL6_MONO_MAX / MONO_EC50), T-cell recruitment threshold TPT50 and priming recovery KREC,
-and the CRS link. Drug-level parameters: cross-linking gain CHI, target density and tumour burden. A drug may deviate from
+monocyte amplification IL6_MONO_MAX / MONO_EC50), T-cell recruitment threshold TPT50 and its spread over the
+pool HILL, priming recovery KREC, and the CRS link (driven by the T-cell cytokine drive, scale CRS_X50). Drug-level parameters: cross-linking gain CHI, target density and tumour burden. A drug may deviate from
 the class IL-6 production (``KIL6``, deviation SD 0.5 on the log scale); the fit reports how much of the
 between-drug differences those deviations carry (deviations.json). Outputs: see qsp/calibrate/fit.py.
 
@@ -37,8 +37,8 @@ from qsp.calibrate.space import ParameterSpace
 from qsp.calibrate.targets import load_targets
 from qsp.cards import load_card
 
-CLASS = ("KIL6", "TPT50", "KSEC", "KREC", "MONO_EC50", "IL6_MONO_MAX", "CRS_THETA1", "CRS_BETA", "CRS_TOL",
-         "CRS_DELTA2", "CRS_DELTA3")
+CLASS = ("KIL6", "TPT50", "HILL", "KSEC", "KREC", "MONO_EC50", "IL6_MONO_MAX", "CRS_THETA1", "CRS_BETA", "CRS_X50",
+         "CRS_TOL", "CRS_DELTA2", "CRS_DELTA3")
 DRUG = ("CHI", "TAA_PER_CELL", "TUMOR0")
 DEVIATIONS = {"KIL6": 0.5}
 DEFAULT_DRUGS = ("teclistamab", "elranatamab", "epcoritamab", "mosunetuzumab", "blinatumomab", "talquetamab",
@@ -89,6 +89,9 @@ def main(argv=None):
     ap.add_argument("--max-steps", type=int, default=150)
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--leave-out", default="")
+    ap.add_argument("--hessian", choices=("forward", "central"), default="forward",
+                    help="finite differences of the gradient for the Laplace Hessian: forward (n + 1 gradients, the "
+                         "default) or central (2 n)")
     ap.add_argument("--out", default="calibration/fits/map")
     ap.add_argument("--calibrated", default=None,
                     help="where to write the calibrated parameter set (default: data/calibrated/tce_map.json for the "
@@ -103,7 +106,7 @@ def main(argv=None):
     problem = build_problem(space, fit_targets, patients=a.patients, seed=a.seed)
     print(f"studies: {', '.join(s.study_id for s in problem.studies)}; skipped: {problem.skipped}", flush=True)
     _check_memory_maps(sum(1 for s in problem.studies if s.solve))
-    fit = run_map(problem, starts=a.starts, max_steps=a.max_steps, draws=a.draws,
+    fit = run_map(problem, starts=a.starts, max_steps=a.max_steps, draws=a.draws, hessian=a.hessian,
                   compile_progress=lambda sid, s: print(f"compiled {sid} in {s:.0f} s ({time.time() - t0:.0f} s)",
                                                         flush=True),
                   progress=lambda i, n, v: print(f"MAP start {i}/{n}: -log posterior {v:.2f} "

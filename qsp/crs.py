@@ -4,13 +4,26 @@ No IL-6 threshold defines CRS (Hosseini et al. npj Syst Biol Appl 2020), so CRS 
 observation layer on top of the mechanism (SCIENCE.md 2.5): a proportional-odds (ordinal logistic)
 model per patient ``i`` and dose ``k``, driven by the mechanistic cytokine exposure after that dose.
 
-Exposure (dimensionless): the cytokine surge the dose adds, the log fold rise of serum IL-6 from its
+Exposure (dimensionless): the surge of **T-cell cytokines** the dose adds, read from the mechanism's
+T-cell cytokine drive ``X`` (:mod:`qsp.components.cytokines`, IL-6-equivalent pg/mL: the first-wave
+IFN-g/TNF-a/IL-2 of the secreting T cells, before monocyte amplification), as the log rise from its
 level at the dose time to its peak in the dose's window ``[t_k, t_{k+1})`` (the last dose's window
-runs to the end of the horizon)::
+runs to the end of the horizon), on a scale ``CRS_X50``::
 
-    x_ik = log(max_{t in window k} IL6_i(t) / IL6_i(t_k))
+    x_ik = log((CRS_X50 + max_{t in window k} X_i(t)) / (CRS_X50 + X_i(t_k)))
 
-(a plateau carried over from earlier doses adds no new risk; the rise does).
+(a plateau carried over from earlier doses adds no new risk; the rise does; a dose that engages no new
+T cells has ``x = 0``).
+
+Why the T-cell drive and not serum IL-6 (changed from the prior layer, which used the log fold rise of
+IL-6): in MajesTEC-1, 42% of patients had CRS after step-up dose 1 while the mean IL-6 of the patients
+with CRS rose only from 2.8 to ~4.7 pg/mL after that dose (and to ~21 after the first treatment dose,
+which 25% reacted to; Tecvayli US PI 5.1; Willemin et al. CPT:PSP 2024, Fig. 1). Fever and the first
+CRS signs follow the T-cell cytokines; serum IL-6 is the monocyte-amplified, cooperative readout that
+rises steeply only with larger drives (:mod:`qsp.components.cytokines`). An IL-6-driven layer fitted to
+these data sets the exposure's weight near zero and explains the per-dose incidences with its intercept
+and tolerance alone (joint MAP fit, calibration/fits/map: ``CRS_BETA`` 0.10, later doses with no IL-6
+rise at 19-29%), which is no longer a mechanistic link. IL-6 peaks stay in the per-dose output.
 
 Tolerance from earlier doses (clinical tachyphylaxis beyond the T-cell desensitisation already in the
 mechanism; it wears off, so a long pause restores the risk, as the labels' re-step-up rules assume)::
@@ -33,10 +46,9 @@ the dose (linear interpolation between grid points).
 
 An ordinal model of this kind fits the published per-dose incidences; Irby, Friberg & Karlsson (PAGE,
 elranatamab) used a Markov model over grades 0/1/2-3 with "response" and "tolerance" terms. The
-default values below are priors fitted by ``calibration/crs_prior.py`` so that teclistamab's label
-step-up regimen shows the label's falling per-dose incidence (42% / 36% / 25% / 2%, Tecvayli US PI
-5.1; the prior gives 40 / 39 / 24 / 4%) with the prior mechanistic model; the calibration layer refits
-them jointly with the mechanism.
+default values (:mod:`qsp.components.crs_link`) are priors fitted by ``calibration/crs_prior.py`` to
+teclistamab's label step-up regimen (42% / 36% / 25% / 2%, Tecvayli US PI 5.1) with the prior
+mechanistic model; the calibration layer refits them jointly with the mechanism.
 """
 
 from __future__ import annotations
@@ -81,11 +93,12 @@ def dose_windows(seg_t, dose_t):
 
 
 def per_dose_exposure(seg_t, seg_il6, il6_0, dose_t, dose_mask):
-    """Per-dose IL-6 peak and timing from the per-segment samples of one patient.
+    """Per-dose peak and timing of a positive signal from the per-segment samples of one patient.
 
     Args:
-        seg_t, seg_il6: (n_seg, K) segment sample times (day) and IL-6 (pg/mL), in time order.
-        il6_0: baseline IL-6 (pg/mL).
+        seg_t, seg_il6: (n_seg, K) segment sample times (day) and the signal (IL-6 in pg/mL, or
+            ``CRS_X50 + X``), in time order.
+        il6_0: the signal's reference level (baseline IL-6, or ``CRS_X50``).
         dose_t: (D,) drug dose times (day), ascending, padded with ``+inf``; ``dose_mask`` (D,) real doses.
 
     Returns:
@@ -155,27 +168,38 @@ def probabilities(x, dose_t, present, c: Mapping, eta=0.0, prior_tcr=0.0):
     return jnp.where(present[:, None], probs, jnp.nan), mem, shift
 
 
-def crs_per_dose(seg_t, seg_il6, il6_0, dose_t, dose_mask, c: Mapping, eta=0.0, prior_tcr=0.0):
+def crs_per_dose(seg_t, seg_drive, drive_0, dose_t, dose_mask, c: Mapping, eta=0.0, prior_tcr=0.0, seg_il6=None,
+                 il6_0=None):
     """Per-dose CRS probabilities and onset for one patient (pure JAX; vmap over patients).
 
     Args:
-        seg_t, seg_il6: per-segment samples (see :func:`qsp.simulate.solve_events_windows`).
-        il6_0: the patient's baseline IL-6 (pg/mL).
+        seg_t, seg_drive: per-segment samples (see :func:`qsp.simulate.solve_events_windows`) of the
+            exposure signal: ``CRS_X50 + X`` with ``X`` the T-cell cytokine drive (pg/mL IL-6-equivalent),
+            ``drive_0 = CRS_X50`` (see the module docstring; :func:`qsp.trial.patient_batch_fn` builds them).
         dose_t, dose_mask: (D,) drug dose times (day, padded with ``+inf``) and real-dose flags.
         c: CRS parameters (:data:`CRS_PARAMS` names).
         eta: patient-level CRS sensitivity (log-odds); ``prior_tcr``: 1 after prior T-cell-redirecting therapy.
+        seg_il6, il6_0: per-segment serum IL-6 (pg/mL) and its baseline, for the per-dose IL-6 peak columns
+            (default: the exposure signal itself).
 
     Returns:
         dict of (D,) arrays: ``il6_predose`` and ``il6_peak`` (pg/mL), ``il6_peak_h`` (hours after the
-        dose), ``exposure`` (x, log rise), ``tolerance`` (M), ``p_any``, ``p_g2plus``, ``p_g3plus``,
-        ``onset_h`` (median onset given CRS); NaN for doses outside the horizon.
+        dose), ``exposure`` (x, log rise of the drive), ``tolerance`` (M), ``p_any``, ``p_g2plus``,
+        ``p_g3plus``, ``onset_h`` (median onset given CRS), ``drive_predose``, ``drive_peak`` and
+        ``drive_peak_h`` (the T-cell cytokine drive at the dose, its peak in the window, pg/mL
+        IL-6-equivalent, when ``seg_drive`` is ``CRS_X50 + X``, and the peak's time in hours after the
+        dose); NaN for doses outside the horizon.
     """
-    e = per_dose_exposure(seg_t, seg_il6, il6_0, dose_t, dose_mask)
+    e = per_dose_exposure(seg_t, seg_drive, drive_0, dose_t, dose_mask)
     x = e["x"] - e["x_start"]
     probs, mem, shift = probabilities(x, dose_t, e["present"], c, eta, prior_tcr)
     start = jnp.where(e["present"], e["x_start"], 0.0)
     base = thresholds(c)[0] + shift - c["CRS_BETA"] * start
     onset = _median_onset_h(e["run"], e["inside"], e["times"], dose_t, base, c["CRS_BETA"])
-    return {"il6_predose": il6_0 * jnp.exp(e["x_start"]), "il6_peak": e["peak"], "il6_peak_h": e["t_peak_h"],
+    il = e if seg_il6 is None else per_dose_exposure(seg_t, seg_il6, il6_0, dose_t, dose_mask)
+    ref = drive_0 if seg_il6 is None else il6_0
+    return {"il6_predose": ref * jnp.exp(il["x_start"]), "il6_peak": il["peak"], "il6_peak_h": il["t_peak_h"],
             "exposure": jnp.where(e["present"], x, jnp.nan), "tolerance": jnp.where(e["present"], mem, jnp.nan),
-            "p_any": probs[:, 0], "p_g2plus": probs[:, 1], "p_g3plus": probs[:, 2], "onset_h": onset}
+            "p_any": probs[:, 0], "p_g2plus": probs[:, 1], "p_g3plus": probs[:, 2], "onset_h": onset,
+            "drive_predose": drive_0 * jnp.exp(e["x_start"]) - drive_0, "drive_peak": e["peak"] - drive_0,
+            "drive_peak_h": e["t_peak_h"]}

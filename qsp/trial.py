@@ -6,7 +6,7 @@ all patients with one compiled function (``jit(vmap(...))``, split over the host
 ``pmap`` when there are several) in fixed-size chunks, so that N = 100,000 runs in bounded memory.
 Per patient it returns the output time courses, the solver status (one failing patient is flagged,
 the others complete) and per-dose CRS probabilities from :mod:`qsp.crs`, computed inside the same
-compiled call from per-segment IL-6 samples.
+compiled call from per-segment samples of the T-cell cytokine drive (exposure) and IL-6 (peaks).
 
 Population summaries: :meth:`TrialResult.crs_by_dose` (per-dose incidence by grade, the labels' "CRS
 after step-up dose 1: 42%") and :meth:`TrialResult.bands` (median and 5-95% band per output).
@@ -35,17 +35,23 @@ from .simulate import STATUS_OK, SolverConfig, solve_events_windows
 from .units import Covariates
 
 BAND_OUTPUTS = ("conc_ug_per_ml", "il6_pg_per_ml", "blood_t_cells_per_ul", "tumour_cells")
-CRS_KEYS = ("il6_predose", "il6_peak", "il6_peak_h", "exposure", "tolerance", "p_any", "p_g2plus", "p_g3plus", "onset_h")
+CRS_KEYS = ("il6_predose", "il6_peak", "il6_peak_h", "exposure", "tolerance", "p_any", "p_g2plus", "p_g3plus", "onset_h",
+            "drive_predose", "drive_peak", "drive_peak_h")
 DEFAULT_CHUNK = 2048
 SEG_POINTS = 48
 
 
 def _patient(model: Model, cfg: SolverConfig, seg_points: int, out_names: tuple, p, ev, ts, dose_t, dose_mask, c,
              eta, tcr):
-    sol = solve_events_windows(model, cfg, p, ev, ts, None, seg_points=seg_points,
-                               seg_fn=lambda t, y, pp: model.outputs(t, y, pp)["il6_pg_per_ml"])
+    def seg_fn(t, y, pp):
+        o = model.outputs(t, y, pp)
+        return jnp.stack([o["il6_pg_per_ml"], o["t_cytokine_drive"]])
+
+    sol = solve_events_windows(model, cfg, p, ev, ts, None, seg_points=seg_points, seg_fn=seg_fn)
     outs = jax.vmap(lambda t, y: model.outputs(t, y, p))(ts, sol.ys)
-    crs = crs_per_dose(sol.seg_t, sol.seg_y, p["IL6_0"], dose_t, dose_mask, c, eta, tcr)
+    x50 = c["CRS_X50"]  # exposure: the T-cell cytokine drive on the CRS_X50 scale (qsp.crs)
+    crs = crs_per_dose(sol.seg_t, x50 + sol.seg_y[..., 1], x50, dose_t, dose_mask, c, eta, tcr,
+                       seg_il6=sol.seg_y[..., 0], il6_0=p["IL6_0"])
     return {k: outs[k] for k in out_names}, sol.status, sol.n_steps, crs
 
 

@@ -48,3 +48,17 @@ def test_laplace_floors_a_flat_direction():
     f = lambda x: 0.5 * x[0] ** 2  # noqa: E731  x[1] unidentified
     _, cov, mineig = laplace_covariance(f, np.zeros(2))
     assert mineig == pytest.approx(0.0, abs=1e-12) and cov[1, 1] > 1e6
+
+
+def test_forward_and_central_hessians_agree_on_a_quadratic_with_cubic_term():
+    a = np.array([[2.0, 0.5], [0.5, 1.0]])
+    f = lambda x: 0.5 * x @ jnp.asarray(a) @ x + 0.1 * x[0] ** 3  # noqa: E731
+    x = np.array([0.3, -0.2])
+    exact = a + np.array([[0.6 * x[0], 0.0], [0.0, 0.0]])
+    hc, _, _ = laplace_covariance(f, x, scheme="central")
+    hf, cov, _ = laplace_covariance(f, x, scheme="forward")
+    np.testing.assert_allclose(hc, exact, atol=1e-8)
+    np.testing.assert_allclose(hf, exact, atol=1e-3)  # O(step) error
+    np.testing.assert_allclose(cov, np.linalg.inv(hf), rtol=1e-10)
+    with pytest.raises(ValueError, match="central, forward"):
+        laplace_covariance(f, x, scheme="backward")

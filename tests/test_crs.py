@@ -114,9 +114,10 @@ def test_prior_tcr_lowers_and_eta_shifts_log_odds():
 
 
 def test_tolerance_from_earlier_dose_lowers_later_dose_and_decays_with_gap():
-    tau = C["CRS_TOL_TAU"]
+    c = {**C, "CRS_TOL": 1.5}  # the prior's tolerance weight may be 0; the term is tested at a positive one
+    tau = c["CRS_TOL_TAU"]
     gaps = [3.0, 7.0, 21.0, 42.0]
-    rs = [two_doses(g) for g in gaps]
+    rs = [two_doses(g, c=c) for g in gaps]
     for g, r in zip(gaps, rs):
         # memory = x_1 exp(-gap / tau)
         np.testing.assert_allclose(r["tolerance"][1], r["exposure"][0] * np.exp(-g / tau), rtol=1e-9)
@@ -126,10 +127,10 @@ def test_tolerance_from_earlier_dose_lowers_later_dose_and_decays_with_gap():
     p2 = np.array([r["p_any"][1] for r in rs])
     assert np.all(np.diff(p2) > 0), p2  # the longer the pause, the more risk returns
     # without tolerance the second (equal, well separated) surge carries the first dose's risk
-    r0 = two_doses(21.0, c={**C, "CRS_TOL": 0.0})
+    r0 = two_doses(21.0, c={**c, "CRS_TOL": 0.0})
     np.testing.assert_allclose(r0["p_any"][1], r0["p_any"][0], rtol=1e-3)
     # a longer tolerance memory keeps the second dose's risk lower at the same gap
-    r_long = two_doses(21.0, c={**C, "CRS_TOL_TAU": 4 * tau})
+    r_long = two_doses(21.0, c={**c, "CRS_TOL_TAU": 4 * tau})
     assert r_long["p_any"][1] < rs[2]["p_any"][1]
 
 

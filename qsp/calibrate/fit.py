@@ -82,13 +82,14 @@ def _within(row) -> bool:
 
 def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int = 200, draws: int = 50,
             start_scale: float = 0.5, progress=None, split: bool = True,
-            compile_progress=None) -> FitResult:
+            compile_progress=None, hessian: str = "central") -> FitResult:
     """Multi-start MAP (the prior centre plus ``starts - 1`` prior draws shrunk by ``start_scale``), Laplace
     covariance, and ``draws`` Laplace draws for the predictive intervals of every target.
 
     ``split`` (default) evaluates the objective study by study, each study compiled on its own
     (:class:`~qsp.calibrate.objective.SplitObjective`); ``split=False`` traces the whole sum into one program
-    (same values; only practical for one or two studies)."""
+    (same values; only practical for one or two studies). ``hessian``: the Laplace Hessian's finite-difference
+    scheme (:func:`~qsp.calibrate.map.laplace_covariance`)."""
     t0 = time.perf_counter()
     f, x0, unravel = neg_log_posterior_flat(problem)
     t_compile = 0.0
@@ -100,7 +101,8 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
     xs = [np.asarray(x0)] + [np.asarray(problem.space.flatten(problem.space.sample_prior(k, start_scale))[0])
                              for k in keys[: starts - 1]]
     prior_sd = np.asarray(problem.space.flatten(problem.space._sds())[0])
-    res = map_fit(f, xs, max_steps=max_steps, progress=progress, min_eig=1.0 / float(np.max(prior_sd)) ** 2)
+    res = map_fit(f, xs, max_steps=max_steps, progress=progress, min_eig=1.0 / float(np.max(prior_sd)) ** 2,
+                  hessian=hessian)
     t_fit = time.perf_counter() - t0
     theta = unravel(jnp.asarray(res.x))
     names = problem.space.names()
