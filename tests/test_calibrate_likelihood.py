@@ -47,6 +47,22 @@ def test_targets_and_predictions(problem):
     assert 0.0 < sm.predicted["crs_onset_h"] < 7 * 24.0
 
 
+def test_first_crs_at_later_doses_counts_patients_without_earlier_crs(problem):
+    """MajesTEC-1's "4+" row is the first CRS event at a later dose (at_risk first_crs_after_dose): per patient
+    ``prod_{j<4} (1 - p_j) (1 - prod_{j=4..6} (1 - p_j))``, not the mean per-dose probability."""
+    from qsp.calibrate.likelihood import simulate_study, study_predictions
+
+    sim = problem.studies[0]
+    theta = problem.space.init()
+    _, status, crs = simulate_study(theta, problem, sim)
+    p = np.asarray(crs["p_any"])[np.asarray(status) == 0]
+    i = [k for k, r in enumerate(sim.crs_rows) if r["label"].endswith("after dose 4+")][0]
+    expected = np.mean(np.prod(1 - p[:, :3], axis=1) * (1 - np.prod(1 - p[:, 3:6], axis=1)))
+    got = float(study_predictions(theta, problem, sim)["crs"][i])
+    assert got == pytest.approx(expected, rel=1e-9)
+    assert got < np.mean(1 - np.prod(1 - p[:, 3:6], axis=1))
+
+
 def test_gradient_matches_finite_differences(problem):
     f, x0, _ = neg_log_posterior_flat(problem)
     fj = jax.jit(f)

@@ -9,10 +9,13 @@ and ``jax.grad`` goes through the batched solver. The model (numpyro style) is t
 
 Terms (each target row of :mod:`qsp.calibrate.targets`):
 
-- **CRS incidence** (binomial, ``events`` of ``n``): per dose, the mean over patients of the per-dose
-  probability of :mod:`qsp.crs` for that grade; ``k+`` (dose k and later) the mean over doses k..k+2;
-  overall, the mean over patients of ``1 - prod_k (1 - p_ik)`` over the doses of the first
-  :data:`OVERALL_DAYS` days.
+- **CRS incidence** (binomial, ``events`` of ``n``), by the row's ``at_risk`` (doses taken as independent
+  given the patient): ``crs_after_dose`` at dose k, the mean over patients of the per-dose probability
+  ``p_ik`` of :mod:`qsp.crs` for that grade; ``first_crs_after_dose`` at dose k, the mean of
+  ``prod_{j<k} (1 - p_ij) p_ik`` (no CRS before it); ``k+`` (dose k and later) takes doses k..k+2
+  (:data:`LATER_DOSES`) together, ``1 - prod (1 - p_ij)`` over them (times the no-CRS-before product for
+  ``first_crs_after_dose``); overall, the mean over patients of ``1 - prod_k (1 - p_ik)`` over the doses of
+  the first :data:`OVERALL_DAYS` days.
 - **Time courses** (log-normal with the row's ``sigma``) by statistic and selection: ``mean``/``median``/
   ``band_lower``/``band_upper`` (5th/95th percentiles, the stated reading of an unlabelled band) over the
   patients at the row's time; selection ``all`` weighs every patient alike, ``crs_patients_before_tocilizumab``
@@ -216,7 +219,9 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
             if idx.size == 0 or idx.max() >= n_base:
                 skipped.append((label, "dose beyond the simulated horizon"))
                 continue
+        first = (not overall) and r.at_risk == "first_crs_after_dose"
         sim.crs_rows.append({"label": label, "grade": GRADE_KEY[r.grade], "idx": idx, "overall": overall,
+                             "before": np.arange(int(idx.min())) if first else None,
                              "events": float(r.events), "n": float(r.n), "pct": float(r.pct)})
     needed = {"il6_pg_per_ml"}
     if need["conc"]:
@@ -326,7 +331,9 @@ def study_predictions(theta, problem: Problem, sim: StudySim) -> dict:
     pred = {"crs": [], "tc": [], "summary": [], "n_failed": jnp.sum(1.0 - okf)}
     for r in sim.crs_rows:
         pk = safe[r["grade"]][:, r["idx"]]
-        per_patient = (1.0 - jnp.prod(1.0 - pk, axis=1)) if r["overall"] else jnp.mean(pk, axis=1)
+        per_patient = 1.0 - jnp.prod(1.0 - pk, axis=1)  # one dose: p_k; several (k+, overall): any of them
+        if r.get("before") is not None and r["before"].size:  # first CRS event: none at the earlier doses
+            per_patient = per_patient * jnp.prod(1.0 - safe[r["grade"]][:, r["before"]], axis=1)
         pred["crs"].append(jnp.sum(per_patient * okf) / jnp.maximum(jnp.sum(okf), 1.0))
     for g in sim.tc_groups:
         x = jnp.where(ok[:, None], jnp.nan_to_num(outs[g["quantity"]], nan=0.0), 0.0)
