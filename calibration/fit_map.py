@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python calibration/fit_map.py [--drugs teclistamab,elranatamab,...] [--patients 32] [--seed 1]
-                                  [--starts 3] [--max-steps 150] [--draws 40] [--out calibration/fits/map]
+                                  [--starts 1] [--max-steps 100] [--draws 40] [--out calibration/fits/map]
     python calibration/fit_map.py --leave-out elranatamab:crs --out calibration/fits/loo_elranatamab
 
 Class-level parameters (shared by every TCE): IL-6 production (T-cell drive KIL6, secretion delay KSEC, the
@@ -85,8 +85,8 @@ def main(argv=None):
     ap.add_argument("--drugs", default=",".join(DEFAULT_DRUGS))
     ap.add_argument("--patients", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--starts", type=int, default=3)
-    ap.add_argument("--max-steps", type=int, default=150)
+    ap.add_argument("--starts", type=int, default=1)
+    ap.add_argument("--max-steps", type=int, default=100)
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--leave-out", default="")
     ap.add_argument("--hessian", choices=("forward", "central"), default="forward",
