@@ -1,0 +1,44 @@
+"""The calibration folder's scripts on a tiny real fit (conftest ``calibrated_fit``): the profile script
+rebuilds the fit's problem from its params.json and profiles a class parameter."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "calibration" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_profile_script_profiles_a_class_parameter_of_a_fit(calibrated_fit, tmp_path, capsys):
+    from qsp.calibrate.fit import write_fit
+
+    fit, _ = calibrated_fit
+    write_fit(fit, tmp_path / "fit")
+    _script("profile_map").main(["--fit", str(tmp_path / "fit"), "--params", "CRS_THETA1", "--offsets=-1,1",
+                                 "--max-steps", "4"])
+    df = pd.read_csv(tmp_path / "fit" / "profiles.csv")
+    assert list(df.offset_prior_sd) == [-1.0, 0.0, 1.0] and set(df.parameter) == {"CRS_THETA1"}
+    assert np.isfinite(df.neg_log_post).all()
+    at_map = df[df.offset_prior_sd == 0.0].iloc[0]
+    assert at_map.neg_log_post == pytest.approx(fit.map.value, rel=1e-6)  # same problem rebuilt from params.json
+    # moving the intercept by 2 prior SDs in log-odds costs likelihood on the CRS incidences
+    assert (df[df.offset_prior_sd != 0].delta_2x > 0).all()
+    assert (tmp_path / "fit" / "profiles.png").stat().st_size > 1000
+
+
+def test_profile_script_refuses_a_parameter_the_fit_did_not_fit(calibrated_fit, tmp_path):
+    from qsp.calibrate.fit import write_fit
+
+    fit, _ = calibrated_fit
+    write_fit(fit, tmp_path / "fit")
+    with pytest.raises(SystemExit, match="KIL6 not class parameters of this fit; allowed: CRS_THETA1, CRS_BETA"):
+        _script("profile_map").main(["--fit", str(tmp_path / "fit"), "--params", "KIL6"])
