@@ -89,6 +89,9 @@ def main(argv=None):
     ap.add_argument("--max-steps", type=int, default=100)
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--leave-out", default="")
+    ap.add_argument("--iiv", default="",
+                    help="IIV SDs to fit as class parameters, e.g. OMEGA_KIL6,CRS_OMEGA (default: none, the "
+                         "population's omegas stay at their assumed values)")
     ap.add_argument("--hessian", choices=("forward", "central"), default="forward",
                     help="finite differences of the gradient for the Laplace Hessian: forward (n + 1 gradients, the "
                          "default) or central (2 n)")
@@ -99,7 +102,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     drugs = [d.strip() for d in a.drugs.split(",") if d.strip()]
     models = {d: load_card(d).model() for d in drugs}
-    space = ParameterSpace(models, class_params=CLASS, drug_params=DRUG, deviations=DEVIATIONS)
+    iiv = tuple(k.strip() for k in a.iiv.split(",") if k.strip())
+    space = ParameterSpace(models, class_params=CLASS + iiv, drug_params=DRUG, deviations=DEVIATIONS)
     targets = load_targets()
     fit_targets = _leave_out(targets, a.leave_out) if a.leave_out else targets
     t0 = time.time()

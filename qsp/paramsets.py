@@ -46,6 +46,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import InputError
+from .population import omega_target
 from .priors import TRANSFORMS
 
 FORMAT = "qsp-calibrated/1"
@@ -300,17 +301,22 @@ def _require_file(cf: CalibratedFile | None) -> CalibratedFile:
 def _drug_normal(drug: str, model, cf: CalibratedFile):
     """(names, transforms, mean, covariance for draws, level, skipped names) of ``drug`` on ``model``."""
     info = model.param_info
+
+    def known(k):  # a model parameter, or the IIV SD of one (OMEGA_<P>, applied to the population)
+        t = omega_target(k)
+        return k in info if t is None else (t in info or (t == "V1" and "V" in info))
+
     sec = cf.drug_section(drug)
     if sec is not None:
-        missing = [k for k in sec.names if k not in info]
+        missing = [k for k in sec.names if not known(k)]
         if missing:
             raise InputError(f"calibrated parameter file {cf.path}: {drug} was fitted with parameter(s) "
                              f"{', '.join(missing)} that its model {model.name} does not have; the file and the "
                              "model disagree (refit, or use the prior parameters)", field="parameters")
         return list(sec.names), list(sec.transforms), sec.mean, sec.cov, "drug", []
     sec = cf.class_section
-    keep = [k for k in sec.names if k in info]
-    skipped = [k for k in sec.names if k not in info]
+    keep = [k for k in sec.names if known(k)]
+    skipped = [k for k in sec.names if not known(k)]
     if not keep:
         fitted = ", ".join(sorted(cf.drugs)) or "none"
         raise InputError(f"calibrated parameter file {cf.path}: no calibrated parameter applies to {drug}: it was not "
@@ -429,7 +435,7 @@ def resolve_parameter_set(drug: str, model, parameters: "str | Mapping | Paramet
         return parameters
     if isinstance(parameters, Mapping):
         vals = {str(k): float(v) for k, v in parameters.items()}
-        model.params(vals)  # unknown names / values outside a domain: InputError
+        _check_values(model, vals)  # unknown names / values outside a domain: InputError
         return ParameterSet("given", vals, "given")
     key = default_parameter_set() if parameters is None else check_parameter_set_name(parameters)
     if key == "prior":
@@ -437,8 +443,17 @@ def resolve_parameter_set(drug: str, model, parameters: "str | Mapping | Paramet
     cf = _require_file(calibrated_file())
     names, tr, mean, _, level, skipped = _drug_normal(drug, model, cf)
     vals = {k: float(from_unconstrained_np(m, t)) for k, t, m in zip(names, tr, mean)}
-    model.params(vals)
+    _check_values(model, vals)
     return ParameterSet("calibrated", vals, level, cf.path, dict(cf.fit), tuple(skipped))
+
+
+def _check_values(model, vals: Mapping[str, float]) -> None:
+    """Model parameters against the model's names and domains; IIV SDs (``OMEGA_<P>``) by name and sign."""
+    iiv = {k: v for k, v in vals.items() if omega_target(k) is not None}
+    model.params({k: v for k, v in vals.items() if k not in iiv})
+    for k, v in iiv.items():
+        if not (math.isfinite(v) and v >= 0):
+            raise InputError(f"{k} must be >= 0, got {v!r}", field=k)
 
 
 __all__ = ["FORMAT", "CALIBRATED_ENV", "SHIPPED_FILE", "PARAMETER_SETS", "Section", "CalibratedFile",

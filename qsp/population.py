@@ -37,6 +37,12 @@ depend on ``n``), ``weight`` (normal), ``prior_tcr``, ``premed``, ``ada`` (unifo
 unchanged every covariate draw and the random effects of the parameters that correlate with no other (those
 in a correlated block may change through ``L``). No global numpy or JAX random state is used.
 
+The IIV SDs can be fitted (:mod:`qsp.calibrate`): the parameter ``OMEGA_<P>`` (e.g. ``OMEGA_KIL6``) is
+``omega_P`` with the prior :data:`OMEGA_PRIOR` around the default below (:func:`omega_target`,
+:func:`fittable_omega`). A fitted value is applied to the spec (``replace(spec, omega=...)``); as the streams
+are named, the patients keep their ``z_P`` and only the spread scales: ``P_i = P_typ exp(omega_P z_P,i)``.
+Only a parameter outside every correlation and allometry can be fitted this way.
+
 The card may override any default in a ``[population]`` table (keys of :class:`PopulationSpec`, ``omega`` as
 a table of ``{ value, source }`` and ``correlations`` as a list of ``["CL", "V1", 0.4]`` triples).
 
@@ -58,6 +64,7 @@ from scipy.special import ndtri
 
 from .errors import InputError
 from .model import Model
+from .priors import Prior
 from .units import BSA_FORMULAS
 
 _MAB = "Dirks & Sharma Clin Pharmacokinet 2010;49:633 (mAb popPK review: IIV of CL and V typically 20-50% CV)"
@@ -73,6 +80,9 @@ DEFAULT_OMEGA = {
                   "SCIENCE.md 2.5)"),
 }
 DEFAULT_CORRELATIONS = {("CL", "V1"): 0.4}
+OMEGA_PREFIX = "OMEGA_"
+# Every default omega above is assumed: a fit moves it with an SD of 0.5 on log(omega) (a factor ~1.65).
+OMEGA_PRIOR = Prior(scale=0.5, transform="log")
 ALLOMETRY = {"CL": 0.75, "CLSS": 0.75, "Q": 0.75, "V1": 1.0, "V2": 1.0, "V": 1.0}
 LINKED = {"CLSS": "CL"}  # shares the random effect of
 ALIASES = {"V1": "V"}  # IIV named on the key applies to the value in a model that has the value and not the key
@@ -197,6 +207,41 @@ def population_spec(card=None, **overrides) -> PopulationSpec:
         spec = replace(spec, **kw)
     spec = replace(spec, **overrides) if overrides else spec
     return replace(spec, sources={**srcs, **dict(spec.sources)})
+
+
+def omega_target(name: str) -> str | None:
+    """``P`` for a fittable IIV parameter name ``OMEGA_<P>`` with a default omega, else None."""
+    if name.startswith(OMEGA_PREFIX) and name[len(OMEGA_PREFIX):] in DEFAULT_OMEGA:
+        return name[len(OMEGA_PREFIX):]
+    return None
+
+
+def fittable_omega(target: str, spec: PopulationSpec) -> str | None:
+    """Why ``omega_<target>`` cannot be fitted by rescaling the patients' random effects (None if it can).
+
+    ``P_i = P_typ exp(omega z_i)`` holds only for a parameter with IIV in ``spec``, in no correlation, without
+    allometry and not sharing another parameter's random effect."""
+    if spec.omega.get(target, 0.0) <= 0.0:
+        return f"{target} has no IIV in this population (omega 0)"
+    if any(target in pair for pair in spec.correlations):
+        return f"{target} is correlated with another parameter"
+    if target in ALLOMETRY or target in LINKED or target in LINKED.values():
+        return f"{target} carries allometry or a shared random effect"
+    return None
+
+
+def with_omegas(spec: PopulationSpec, values: Mapping[str, float]) -> PopulationSpec:
+    """``spec`` with the omegas of ``{OMEGA_<P>: value}`` replaced (names checked; values >= 0)."""
+    om = dict(spec.omega)
+    for name, v in values.items():
+        target = omega_target(name)
+        if target is None:
+            raise InputError(f"unknown IIV parameter {name!r}; allowed: "
+                             f"{', '.join(OMEGA_PREFIX + k for k in DEFAULT_OMEGA)}", field=name)
+        if not (np.isfinite(v) and v >= 0):
+            raise InputError(f"{name} must be >= 0, got {v!r}", field=name)
+        om[target] = float(v)
+    return replace(spec, omega=om)
 
 
 @dataclass

@@ -366,10 +366,11 @@ def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000
     A parameter set moves typical values only: the virtual patients (random effects, covariates, CRS
     sensitivity ``z``) are those of ``seed`` whatever the set, so runs with different sets are paired (common
     random numbers). A ``CRS_OMEGA`` from the set or the caller rescales every patient's CRS sensitivity,
-    ``eta_i = CRS_OMEGA z_i``.
+    ``eta_i = CRS_OMEGA z_i``; a fitted IIV SD ``OMEGA_<P>`` in the set (or ``params``) rescales every
+    patient's random effect of ``P`` the same way (:func:`qsp.population.with_omegas`).
     """
     from .paramsets import resolve_parameter_set
-    from .population import population_spec, sample_population
+    from .population import omega_target, population_spec, sample_population, with_omegas
 
     if premed not in ("none", "label"):
         raise InputError(f"unknown premedication {premed!r}; allowed: none, label", field="premed")
@@ -377,11 +378,13 @@ def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000
     pset = resolve_parameter_set(card.name, model, parameters)
     user_crs = dict(kw.pop("crs", None) or {})
     params = {**pset.values, **dict(kw.pop("params", None) or {})}
-    # the card's [crs] values are the model's defaults too: they give way to the set's and the caller's values
+    iiv = {k: params.pop(k) for k in list(params) if omega_target(k) is not None}  # fitted IIV SDs: the population    # the card's [crs] values are the model's defaults too: they give way to the set's and the caller's values
     crs = {**{k: v for k, v in card.crs_values().items() if k not in params}, **user_crs}
     omega = user_crs.get("CRS_OMEGA", params.get("CRS_OMEGA"))
     extra = {"crs_omega": float(omega)} if omega is not None and np.ndim(omega) == 0 else {}
     spec = population_spec(card, premed_fraction=1.0 if premed == "label" else 0.0, **extra)
+    if iiv:  # same patients (named random streams), their spread rescaled
+        spec = with_omegas(spec, {k: float(v) for k, v in iiv.items()})
     pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm)
     reg = regimen if regimen is not None else card.regimen(until_day=days)
     trial = run_trial(model, reg, pop, ref, days=days, progress=progress, crs=crs, params=params or None, **kw)

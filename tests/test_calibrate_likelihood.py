@@ -261,3 +261,30 @@ def test_summary_terms_gradient_matches_finite_differences():
         e = jnp.zeros_like(x0).at[i].set(h)
         fd = (float(fj(x0 + e)) - float(fj(x0 - e))) / (2 * h)
         assert g[i] == pytest.approx(fd, rel=2e-3, abs=1e-3), (i, g[i], fd)
+
+
+def test_fitted_iiv_sd_rescales_the_virtual_patients_and_has_a_gradient():
+    from qsp.calibrate.likelihood import _params
+
+    sp = ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("OMEGA_KIL6", "CRS_OMEGA"))
+    pr = build_problem(sp, patients=6, seed=3)
+    sim = pr.studies[0]
+    th = sp.init()
+    base = np.asarray(_params(th, sp, sim, 6)[0]["KIL6"])
+    typ = sim.base["KIL6"]
+    np.testing.assert_allclose(base, typ * sim.ratios["KIL6"], rtol=1e-12)  # at the drawn omega: as drawn
+    th2 = {**th, "class": {**th["class"], "OMEGA_KIL6": th["class"]["OMEGA_KIL6"] + np.log(2.0)}}
+    wide = np.asarray(_params(th2, sp, sim, 6)[0]["KIL6"])
+    np.testing.assert_allclose(np.log(wide / typ), 2 * np.log(base / typ), rtol=1e-10)
+    f, x0, _ = neg_log_posterior_flat(replace_studies(pr, [sim]))
+    g = jax.grad(f)(x0)
+    assert np.all(np.isfinite(np.asarray(g))) and abs(float(g[0])) > 0  # OMEGA_KIL6 moves the likelihood
+    with pytest.raises(InputError, match="OMEGA_CL cannot be fitted for teclistamab: CL is correlated"):
+        build_problem(ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("OMEGA_CL",)),
+                      patients=4, seed=3)
+
+
+def replace_studies(problem, studies):
+    from dataclasses import replace
+
+    return replace(problem, studies=studies)

@@ -55,3 +55,17 @@ def test_bad_space_is_refused():
         ParameterSpace(models, class_params=("KIL6",), drug_params=("KIL6",))
     with pytest.raises(InputError, match="deviations"):
         ParameterSpace(models, class_params=("KIL6",), deviations={"KREC": 0.5})
+
+
+def test_iiv_sd_is_a_class_parameter_with_the_population_prior():
+    from qsp.population import DEFAULT_OMEGA, OMEGA_PRIOR
+
+    sp = ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("OMEGA_KIL6", "KIL6"))
+    pr, v = sp.class_prior("OMEGA_KIL6")
+    assert pr == OMEGA_PRIOR and v == DEFAULT_OMEGA["KIL6"][0]
+    assert float(sp.values(sp.init(), "teclistamab")["OMEGA_KIL6"]) == pytest.approx(DEFAULT_OMEGA["KIL6"][0])
+    with pytest.raises(InputError, match="only be a class parameter"):
+        ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("KIL6",),
+                       drug_params=("OMEGA_KIL6",))
+    with pytest.raises(InputError, match="OMEGA_KIL6"):  # unknown names list the IIV SDs too
+        ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("OMEGA_XYZ",))

@@ -266,3 +266,32 @@ def test_card_trial_uses_the_set_and_explicit_values_win(doc_file, tec):
     assert np.allclose(wide.population.covariates["eta_crs"].to_numpy(), 2 * eta0)
     assert np.array_equal(cal.population.covariates["weight_kg"].to_numpy(),
                           prior.population.covariates["weight_kg"].to_numpy())
+
+
+def test_a_fitted_iiv_sd_in_the_set_rescales_the_trial_population(tmp_path, monkeypatch, tec):
+    """A calibrated file whose class section carries OMEGA_KIL6 (a fitted IIV SD): the trial's patients keep
+    their random effects and their KIL6 spread follows the fitted SD."""
+    from qsp.population import DEFAULT_OMEGA
+    from qsp.trial import run_card_trial
+
+    d = _doc()
+    om = 2 * DEFAULT_OMEGA["KIL6"][0]
+    sec = d["drugs"]["teclistamab"]
+    sec["names"].append("OMEGA_KIL6")
+    sec["transforms"].append("log")
+    sec["levels"].append("class")
+    sec["mean"].append(float(np.log(om)))
+    sec["values"].append(om)
+    sec["cov"] = [row + [0.0] for row in sec["cov"]] + [[0.0] * len(sec["cov"]) + [0.01]]
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(d))
+    monkeypatch.setenv(CALIBRATED_ENV, str(path))
+    kw = dict(patients=4, seed=0, days=7.0)
+    cal = run_card_trial(tec, parameters="calibrated", **kw)
+    assert cal.parameter_set.values["OMEGA_KIL6"] == pytest.approx(om)
+    prior = run_card_trial(tec, parameters="prior", **kw)
+    typ = tec.model().default_params()["KIL6"]
+    np.testing.assert_allclose(np.log(cal.population.params["KIL6"] / typ),
+                               2 * np.log(prior.population.params["KIL6"] / typ), rtol=1e-10)
+    with pytest.raises(InputError, match="OMEGA_KIL6 must be >= 0"):
+        resolve_parameter_set("teclistamab", tec.model(), {"OMEGA_KIL6": -1.0})

@@ -284,3 +284,22 @@ def test_v1_alias_rules(model):
     with pytest.raises(InputError) as e:
         PopulationSpec(omega={"V2": 0.2}).check(blin)  # other names are not aliased
     assert e.value.field == "omega.V2"
+
+
+def test_with_omegas_rescales_the_same_patients_random_effects():
+    from qsp.population import fittable_omega, with_omegas
+
+    card = load_card("teclistamab")
+    m = card.model()
+    spec = population_spec(card)
+    a = sample_population(m, 50, 7, spec)
+    b = sample_population(m, 50, 7, with_omegas(spec, {"OMEGA_KIL6": 2 * spec.omega["KIL6"]}))
+    typ = m.default_params()["KIL6"]
+    np.testing.assert_allclose(np.log(b.params["KIL6"] / typ), 2 * np.log(a.params["KIL6"] / typ), rtol=1e-12)
+    np.testing.assert_array_equal(a.params["CL"], b.params["CL"])  # nothing else moves
+    assert fittable_omega("KIL6", spec) is None
+    assert "correlated" in fittable_omega("CL", spec)
+    with pytest.raises(InputError, match="allowed: OMEGA_CL"):
+        with_omegas(spec, {"OMEGA_FOO": 0.3})
+    with pytest.raises(InputError, match="OMEGA_KIL6 must be >= 0"):
+        with_omegas(spec, {"OMEGA_KIL6": -0.1})

@@ -3,7 +3,9 @@
 ``log_likelihood(theta, problem)`` simulates, for every study with targets, a fixed virtual population
 (common random numbers: the patients' random effects, covariates and CRS sensitivities are drawn once, with
 a fixed seed, when the :class:`Problem` is built; a parameter set moves the typical values and every patient
-moves with them, ``P_i = P_typ(theta) * P_i0 / P_typ0``), so the objective is a smooth function of ``theta``
+moves with them, ``P_i = P_typ(theta) * P_i0 / P_typ0``; a fitted IIV SD ``OMEGA_P`` scales the patients'
+random effects, ``P_i = P_typ(theta) * (P_i0 / P_typ0)^(OMEGA_P / omega_P0)``, and ``CRS_OMEGA`` their CRS
+sensitivities), so the objective is a smooth function of ``theta``
 and ``jax.grad`` goes through the batched solver. The model (numpyro style) is the plain function; MAP
 (:mod:`qsp.calibrate.map`) and, later, NUTS wrap it unchanged.
 
@@ -50,7 +52,7 @@ from ..cards import load_card
 from ..crs import CRS_DEFAULTS
 from ..errors import InputError
 from ..events import EventArrays
-from ..population import population_spec, sample_population
+from ..population import OMEGA_PREFIX, fittable_omega, omega_target, population_spec, sample_population
 from ..premedication import drug_doses
 from ..simulate import STATUS_OK, SolverConfig
 from ..trial import _patient, population_events
@@ -88,6 +90,7 @@ class StudySim:
     fixed: dict = field(default_factory=dict)  # per-patient values that do not move with theta (ADA status)
     sum_rows: list = field(default_factory=list)  # qsp.calibrate.summaries.SummaryRow
     solve: bool = True  # False: only targets that need no simulation (ADA incidence)
+    omega0: dict = field(default_factory=dict)  # P -> the omega the patients were drawn with (fitted OMEGA_P)
 
 
 @dataclass
@@ -185,6 +188,16 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
     tcr_p = 0.0 if pd.isna(st.prior_tcr_fraction) else float(st.prior_tcr_fraction)
     spec = population_spec(card, premed_fraction=premed, prior_tcr_prob=tcr_p)
     pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm)
+    iiv0 = {}
+    for k in space.class_params:  # fitted IIV SDs: P_i = P_typ ratio_i^(omega / omega0), ratio_i = exp(omega0 z_i)
+        target = omega_target(k)
+        if target is None:
+            continue
+        mspec = spec.for_model(model)
+        why = fittable_omega(target, mspec)
+        if why is not None:
+            raise InputError(f"{k} cannot be fitted for {st.drug}: {why}", field="params")
+        iiv0[target] = float(mspec.omega[target])
     typ = model.default_params()
     # per-patient values relative to the typical one (they move with theta); a zero-typical per-patient value
     # (the ADA indicator) is kept as drawn
@@ -205,6 +218,7 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
     ts = sumr.merge_grid(grid, tc.time_day.to_numpy(float), extra)
     sim = StudySim(st.study_id, st.drug, model, ts, dose_t, events, model.params(), ratios, z_crs, tcr)
     sim.fixed = fixed
+    sim.omega0 = iiv0
     overall_idx = np.flatnonzero(dose_t < OVERALL_DAYS)
     n_base = int(np.sum(dose_t <= max(OVERALL_DAYS, t_max)))  # k+ rows: doses of the CRS horizon only
     for r in crs.itertuples(index=False):
@@ -258,6 +272,8 @@ def _params(theta, space: ParameterSpace, sim: StudySim, n: int):
         typ = vals.get(k, jnp.asarray(v))
         if k in sim.fixed:
             p[k] = jnp.asarray(sim.fixed[k])
+        elif k in sim.omega0 and OMEGA_PREFIX + k in vals:  # fitted spread: exp(omega z) = ratio^(omega/omega0)
+            p[k] = typ * jnp.exp(jnp.log(jnp.asarray(sim.ratios[k])) * (vals[OMEGA_PREFIX + k] / sim.omega0[k]))
         else:
             p[k] = typ * jnp.asarray(sim.ratios[k]) if k in sim.ratios else jnp.broadcast_to(typ, (n,))
     for k in CRS_DEFAULTS:  # CRS parameters are in the model namespace but the trial takes them apart

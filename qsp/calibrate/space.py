@@ -22,6 +22,11 @@ differences the deviations carry is read off the fitted ``d`` (:meth:`ParameterS
 fit that explains the drugs only by deviations has not calibrated the class mechanism.
 
 Class parameters take their prior from the component defaults (the class value), not from any one card.
+
+The population's IIV SDs join as class parameters named ``OMEGA_<P>`` (e.g. ``OMEGA_KIL6``; prior
+:data:`qsp.population.OMEGA_PRIOR` around the default omega of :data:`qsp.population.DEFAULT_OMEGA`); the
+likelihood rescales the virtual patients' random effects of ``P`` with them. ``CRS_OMEGA`` (the patients' CRS
+sensitivity) is a model parameter like any other.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..errors import InputError
 from ..model import Model
+from ..population import DEFAULT_OMEGA, OMEGA_PRIOR, omega_target
 from ..priors import Prior, from_unconstrained, log_density, to_unconstrained
 
 DEFAULT_DEVIATION_SD = 0.5
@@ -66,8 +72,15 @@ class ParameterSpace:
         for drug, m in self.models.items():
             info = m.param_info
             for k in list(self.class_params) + list(self.drug_params):
-                if k not in info:
-                    raise InputError(f"parameter {k!r} is not in the model of {drug}; allowed: {', '.join(info)}",
+                target = omega_target(k)
+                if target is not None and k in self.drug_params:
+                    raise InputError(f"{k} is an IIV SD of the population: it can only be a class parameter",
+                                     field="params")
+                if target is not None and target not in info and not (target == "V1" and "V" in info):
+                    raise InputError(f"{k}: {drug}'s model has no parameter {target}", field="params")
+                if target is None and k not in info:
+                    raise InputError(f"parameter {k!r} is not in the model of {drug}; allowed: {', '.join(info)}, "
+                                     f"or an IIV SD {', '.join('OMEGA_' + p for p in DEFAULT_OMEGA)}",
                                      field="params")
         both = set(self.class_params) & set(self.drug_params)
         if both:
@@ -86,6 +99,9 @@ class ParameterSpace:
 
     def class_prior(self, name: str) -> tuple[Prior, float]:
         """(prior, typical value) of a class parameter: the component default, not a card's value."""
+        target = omega_target(name)
+        if target is not None:  # an IIV SD: the population's default omega, assumed
+            return OMEGA_PRIOR, float(DEFAULT_OMEGA[target][0])
         m = self.class_model or next(iter(self.models.values()))
         base = {p.name: p for c in m.components for p in c.params}[name]  # component declaration
         return base.get_prior(), float(base.value)
