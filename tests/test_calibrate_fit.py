@@ -1,5 +1,6 @@
-"""A small MAP fit end to end (one drug, a few virtual patients): the objective falls from the prior centre,
-Laplace gives a covariance, and the fit's files are complete."""
+"""The CI fit: a small MAP fit end to end (one drug, 24 virtual patients, mechanism and CRS parameters, so the
+gradients go through the ODE solves): the objective falls from the prior centre, Laplace (forward differences)
+gives a covariance, and the fit's files are complete."""
 
 from __future__ import annotations
 
@@ -17,22 +18,23 @@ from qsp.cards import load_card
 @pytest.fixture(scope="module")
 def fit():
     models = {"teclistamab": load_card("teclistamab").model()}
-    space = ParameterSpace(models, class_params=("CRS_THETA1", "CRS_BETA"))
-    prob = build_problem(space, patients=6, seed=2)
-    return run_map(prob, starts=1, max_steps=12, draws=3)
+    space = ParameterSpace(models, class_params=("KIL6", "CRS_THETA1", "CRS_BETA"), drug_params=("TUMOR0",))
+    prob = build_problem(space, patients=24, seed=2)
+    return run_map(prob, starts=1, max_steps=10, draws=3, hessian="forward")
 
 
 def test_map_improves_on_the_prior_centre(fit):
     f, x0, _ = neg_log_posterior_flat(fit.problem)
     assert fit.map.value < float(f(x0)) - 1.0
-    assert fit.map.cov.shape == (2, 2) and (fit.map.sd > 0).all()
+    assert fit.map.cov.shape == (4, 4) and (fit.map.sd > 0).all()
 
 
 def test_fit_files(fit, tmp_path):
     files = {p.name for p in write_fit(fit, tmp_path / "fit")}
     assert files == {"params.json", "targets.csv", "identifiability.csv", "deviations.json", "fit_teclistamab.png"}
     params = json.loads((tmp_path / "fit" / "params.json").read_text())
-    assert set(params["values"]["teclistamab"]) == {"CRS_THETA1", "CRS_BETA"} and len(params["cov"]) == 2
+    assert set(params["values"]["teclistamab"]) == {"KIL6", "CRS_THETA1", "CRS_BETA", "TUMOR0"}
+    assert len(params["cov"]) == 4
     tab = pd.read_csv(tmp_path / "fit" / "targets.csv")
     for col in ("target", "observed", "predicted_map", "predicted_median", "predicted_p05", "predicted_p95", "within"):
         assert col in tab.columns
