@@ -110,7 +110,13 @@ def main(argv=None):
     problem = build_problem(space, fit_targets, patients=a.patients, seed=a.seed)
     print(f"studies: {', '.join(s.study_id for s in problem.studies)}; skipped: {problem.skipped}", flush=True)
     _check_memory_maps(sum(1 for s in problem.studies if s.solve))
+    def every_10(n, v, s):
+        if n % 10 == 0:
+            print(f"  evaluation {n}: -log posterior {v:.2f} ({s:.0f} s in evaluations, {time.time() - t0:.0f} s)",
+                  flush=True)
+
     fit = run_map(problem, starts=a.starts, max_steps=a.max_steps, draws=a.draws, hessian=a.hessian,
+                  eval_progress=every_10,
                   compile_progress=lambda sid, s: print(f"compiled {sid} in {s:.0f} s ({time.time() - t0:.0f} s)",
                                                         flush=True),
                   progress=lambda i, n, v: print(f"MAP start {i}/{n}: -log posterior {v:.2f} "

@@ -27,9 +27,11 @@ def test_split_objective_equals_the_whole_sum(problem):
     f, x0, _ = neg_log_posterior_flat(problem)
     x = np.asarray(x0) + np.array([0.3, -0.2, 0.1])
     v_all, g_all = jax.value_and_grad(f)(jnp.asarray(x))
-    obj = SplitObjective(problem)
+    seen = []
+    obj = SplitObjective(problem, on_eval=lambda n, val, secs: seen.append((n, val, secs)))
     assert obj.compile() > 0.0
     v, g = obj.value_and_grad(x)
+    assert seen == [(1, v, obj.eval_seconds)]  # the progress callback sees every evaluation
     assert v == pytest.approx(float(v_all), rel=1e-10, abs=1e-8)
     np.testing.assert_allclose(g, np.asarray(g_all), rtol=1e-8, atol=1e-8)
     terms = obj.study_terms(x)

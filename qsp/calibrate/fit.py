@@ -82,19 +82,20 @@ def _within(row) -> bool:
 
 def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int = 200, draws: int = 50,
             start_scale: float = 0.5, progress=None, split: bool = True,
-            compile_progress=None, hessian: str = "central") -> FitResult:
+            compile_progress=None, hessian: str = "central", eval_progress=None) -> FitResult:
     """Multi-start MAP (the prior centre plus ``starts - 1`` prior draws shrunk by ``start_scale``), Laplace
     covariance, and ``draws`` Laplace draws for the predictive intervals of every target.
 
     ``split`` (default) evaluates the objective study by study, each study compiled on its own
     (:class:`~qsp.calibrate.objective.SplitObjective`); ``split=False`` traces the whole sum into one program
     (same values; only practical for one or two studies). ``hessian``: the Laplace Hessian's finite-difference
-    scheme (:func:`~qsp.calibrate.map.laplace_covariance`)."""
+    scheme (:func:`~qsp.calibrate.map.laplace_covariance`). ``eval_progress(evaluations, value, seconds)`` is
+    called after every objective evaluation of the split objective."""
     t0 = time.perf_counter()
     f, x0, unravel = neg_log_posterior_flat(problem)
     t_compile = 0.0
     if split:  # one compiled program per study (see qsp.calibrate.objective)
-        obj = SplitObjective(problem)
+        obj = SplitObjective(problem, on_eval=eval_progress)
         t_compile = obj.compile(progress=compile_progress)
         f = obj.jax_function()
     keys = jax.random.split(jax.random.PRNGKey(seed), max(starts - 1, 1))

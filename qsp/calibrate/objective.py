@@ -34,9 +34,11 @@ class SplitObjective:
         problem: the calibration problem (:func:`qsp.calibrate.likelihood.build_problem`).
         threads: how many study programs to compile at once (default 1: on two cores, parallel compiles of
             these programs were measured slower than one after another).
+        on_eval: optional ``on_eval(evaluations, value, seconds)`` after every evaluation (a long fit's
+            progress: each L-BFGS step takes one or more evaluations).
     """
 
-    def __init__(self, problem: Problem, threads: int = 1):
+    def __init__(self, problem: Problem, threads: int = 1, on_eval=None):
         self.problem = problem
         x0, unravel = problem.space.flatten(problem.space.init())
         self.x0, self.unravel, self.n = x0, unravel, int(x0.size)
@@ -51,6 +53,7 @@ class SplitObjective:
         self.compile_seconds: float | None = None
         self.evaluations = 0
         self.eval_seconds = 0.0
+        self.on_eval = on_eval
 
     def compile(self, progress=None) -> float:
         """Compile every study's program (in ``threads`` parallel threads); returns the wall seconds.
@@ -90,6 +93,8 @@ class SplitObjective:
             grad += np.asarray(g, dtype=np.float64)
         self.evaluations += 1
         self.eval_seconds += time.perf_counter() - t0
+        if self.on_eval is not None:
+            self.on_eval(self.evaluations, val, self.eval_seconds)
         return val, grad
 
     def jax_function(self):
