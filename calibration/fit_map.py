@@ -31,14 +31,15 @@ from pathlib import Path
 os.environ.setdefault("QSP_COMPILE_CACHE", str(Path(__file__).resolve().parent / ".jax_cache"))
 os.environ.setdefault("EQX_ON_ERROR", "nan")
 
-from qsp.calibrate.fit import run_map, write_fit
-from qsp.calibrate.likelihood import build_problem
+from qsp.calibrate.export import write_calibrated  # imported up front: a fit runs for an hour or more, and a
+from qsp.calibrate.fit import _within, run_map, write_fit  # module imported at its end could have changed on disk
+from qsp.calibrate.likelihood import build_problem, predict
 from qsp.calibrate.space import ParameterSpace
 from qsp.calibrate.targets import load_targets
 from qsp.cards import load_card
 
-CLASS = ("KIL6", "TPT50", "HILL", "KSEC", "KREC", "MONO_EC50", "IL6_MONO_MAX", "CRS_THETA1", "CRS_BETA", "CRS_X50",
-         "CRS_TOL", "CRS_DELTA2", "CRS_DELTA3")
+CLASS = ("KIL6", "IL6_T_GAIN", "TPT50", "HILL", "KSEC", "KREC", "MONO_EC50", "IL6_MONO_MAX", "CRS_THETA1", "CRS_BETA",
+         "CRS_X50", "CRS_TOL", "CRS_DELTA2", "CRS_DELTA3")
 DRUG = ("CHI", "TAA_PER_CELL", "TUMOR0")
 DEVIATIONS = {"KIL6": 0.5}
 DEFAULT_DRUGS = ("teclistamab", "elranatamab", "epcoritamab", "mosunetuzumab", "blinatumomab", "talquetamab",
@@ -124,15 +125,8 @@ def main(argv=None):
     files = write_fit(fit, a.out)
     ship = a.calibrated or ("none" if a.leave_out else "data/calibrated/tce_map.json")
     if ship != "none":
-        from qsp.calibrate.export import write_calibrated
-
         files.append(write_calibrated(fit, ship, command="python calibration/fit_map.py " + " ".join(argv or sys.argv[1:])))
     if a.leave_out:  # the held-out targets, predicted by the parameters fitted without them
-        from pathlib import Path
-
-        from qsp.calibrate.fit import _within
-        from qsp.calibrate.likelihood import predict
-
         full = predict(fit.theta, build_problem(space, targets, patients=a.patients, seed=a.seed))
         seen = set(zip(fit.targets.target, fit.targets.time_day.fillna(-1)))
         held = full[[(t, d) not in seen for t, d in zip(full.target, full.time_day.fillna(-1))]].copy()
