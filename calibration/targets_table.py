@@ -33,7 +33,8 @@ def table(tab: pd.DataFrame, at: str = "median") -> str:
         unit = "%" if r.kind == "crs_incidence" else getattr(r, "unit", "")
         pred = r.predicted_median if at == "median" else r.predicted_map
         band = f"{_fmt(r.predicted_p05)}-{_fmt(r.predicted_p95)}" if at == "median" else "(not shown)"
-        lines.append(f"| {r.target} | {_fmt(r.observed)} {unit} | {_fmt(pred)} | {band} | "
+        name = r.target if getattr(r, "in_fit", True) in (True, "True", 1) else f"{r.target} (not fitted: grading)"
+        lines.append(f"| {name} | {_fmt(r.observed)} {unit} | {_fmt(pred)} | {band} | "
                      f"{'yes' if r.within else 'no'} |")
     tc = tab[tab.kind == "timecourse"] if "kind" in tab else tab.iloc[:0]
     for name, g in tc.groupby("target", sort=False):
@@ -74,9 +75,15 @@ def il6_peaks(tab: pd.DataFrame, at: str = "median") -> pd.DataFrame:
 
 
 def summary(tab: pd.DataFrame) -> str:
+    """Targets within tolerance per kind, over the fitted rows; rows predicted but not fitted (a CRS count under
+    another grading system) are counted apart."""
     out = []
-    for kind, g in tab.groupby("kind", sort=False):
+    fitted = tab["in_fit"].astype(str) == "True" if "in_fit" in tab else pd.Series(True, index=tab.index)
+    for kind, g in tab[fitted].groupby("kind", sort=False):
         out.append(f"{kind}: {int(g.within.sum())}/{len(g)} within tolerance")
+    if (~fitted).any():
+        g = tab[~fitted]
+        out.append(f"not fitted (other CRS grading): {int(g.within.sum())}/{len(g)} within")
     return "; ".join(out)
 
 

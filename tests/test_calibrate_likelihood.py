@@ -288,3 +288,22 @@ def replace_studies(problem, studies):
     from dataclasses import replace
 
     return replace(problem, studies=studies)
+
+
+def test_crs_counts_under_another_grading_are_predicted_not_fitted():
+    """TOWER graded CRS by CTCAE v4.0 (no fever-only grade): its rows are predicted and reported (``in_fit``
+    False), listed in ``skipped`` with the reason, and add nothing to the likelihood, so the study is not
+    compiled into the objective."""
+    from qsp.calibrate.likelihood import is_fitted
+    from qsp.calibrate.objective import SplitObjective
+
+    space = ParameterSpace({"blinatumomab": load_card("blinatumomab").model()}, class_params=("KIL6",))
+    prob = build_problem(space, patients=2, seed=1, studies=["TOWER"])
+    (sim,) = prob.studies
+    assert len(sim.crs_rows) == 2 and not any(r["in_fit"] for r in sim.crs_rows)
+    assert not is_fitted(sim) and SplitObjective(prob).study_ids == []
+    why = dict(prob.skipped)
+    assert all("graded by CTCAE_v4" in why[r["label"]] and "not fitted" in why[r["label"]] for r in sim.crs_rows)
+    assert float(log_likelihood(space.init(), prob)) == 0.0
+    df = predict(space.init(), prob)
+    assert len(df) == 2 and not df.in_fit.any() and df.predicted.between(0, 100).all()

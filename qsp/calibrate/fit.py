@@ -82,7 +82,7 @@ def _within(row) -> bool:
 
 def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int = 200, draws: int = 50,
             start_scale: float = 0.5, progress=None, split: bool = True,
-            compile_progress=None, hessian: str = "central", eval_progress=None) -> FitResult:
+            compile_progress=None, hessian: str = "central", eval_progress=None, threads: int = 1) -> FitResult:
     """Multi-start MAP (the prior centre plus ``starts - 1`` prior draws shrunk by ``start_scale``), Laplace
     covariance, and ``draws`` Laplace draws for the predictive intervals of every target.
 
@@ -90,12 +90,13 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
     (:class:`~qsp.calibrate.objective.SplitObjective`); ``split=False`` traces the whole sum into one program
     (same values; only practical for one or two studies). ``hessian``: the Laplace Hessian's finite-difference
     scheme (:func:`~qsp.calibrate.map.laplace_covariance`). ``eval_progress(evaluations, value, seconds)`` is
-    called after every objective evaluation of the split objective."""
+    called after every objective evaluation of the split objective. ``threads``: studies evaluated (and
+    predicted) side by side, each on about one core (:class:`~qsp.calibrate.objective.SplitObjective`)."""
     t0 = time.perf_counter()
     f, x0, unravel = neg_log_posterior_flat(problem)
     t_compile = 0.0
     if split:  # one compiled program per study (see qsp.calibrate.objective)
-        obj = SplitObjective(problem, on_eval=eval_progress)
+        obj = SplitObjective(problem, on_eval=eval_progress, eval_threads=threads)
         t_compile = obj.compile(progress=compile_progress)
         f = obj.jax_function()
     keys = jax.random.split(jax.random.PRNGKey(seed), max(starts - 1, 1))
@@ -108,13 +109,13 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
     theta = unravel(jnp.asarray(res.x))
     names = problem.space.names()
     values = {d: {k: float(v) for k, v in problem.space.values(theta, d).items()} for d in problem.space.drugs}
-    at_map = predict(theta, problem)
+    at_map = predict(theta, problem, threads=threads)
     rng = np.random.default_rng(seed)
     chol = np.linalg.cholesky(res.cov + 1e-12 * np.eye(res.cov.shape[0]))
     sims = []
     for _ in range(draws):
         x = res.x + chol @ rng.standard_normal(res.x.size)
-        sims.append(predict(unravel(jnp.asarray(x)), problem).predicted.to_numpy())
+        sims.append(predict(unravel(jnp.asarray(x)), problem, threads=threads).predicted.to_numpy())
     sims = np.array(sims)
     tab = at_map.rename(columns={"predicted": "predicted_map"})
     tab["predicted_median"] = np.median(sims, axis=0)

@@ -34,12 +34,17 @@ Terms (each target row of :mod:`qsp.calibrate.targets`):
   follow-up after the last dose for a half-life); a study with only ADA rows is not simulated.
 
 Every target row the model cannot predict is listed in ``Problem.skipped`` as ``(row, reason)``, including
-the studies :meth:`~qsp.calibrate.targets.TargetSet.on_label_regimen` drops (``nearest``).
+the studies :meth:`~qsp.calibrate.targets.TargetSet.on_label_regimen` drops (``nearest``); so are the rows
+it predicts but does not fit: CRS counts under a grading system other than the consensus grading the CRS
+layer predicts (``crs_grading`` not in :data:`~qsp.calibrate.targets.FIT_GRADINGS`, e.g. TOWER's CTCAE
+v4.0). A study with no fitted row (:func:`is_fitted`) adds nothing to the likelihood, not even the failed-
+patient penalty.
 """
 
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -58,7 +63,7 @@ from ..simulate import STATUS_OK, SolverConfig
 from ..trial import _patient, population_events
 from . import summaries as sumr
 from .space import ParameterSpace
-from .targets import TargetSet, load_targets
+from .targets import FIT_GRADINGS, TargetSet, load_targets
 
 OVERALL_DAYS = 35.0
 LATER_DOSES = 3
@@ -221,6 +226,7 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
     sim.omega0 = iiv0
     overall_idx = np.flatnonzero(dose_t < OVERALL_DAYS)
     n_base = int(np.sum(dose_t <= max(OVERALL_DAYS, t_max)))  # k+ rows: doses of the CRS horizon only
+    in_fit = str(st.crs_grading) in FIT_GRADINGS
     for r in crs.itertuples(index=False):
         label = f"{r.study_id} {r.grade} CRS " + (f"after dose {r.dose_no}" if r.scope == "dose" else "overall")
         if r.scope == "overall":
@@ -236,7 +242,11 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
         first = (not overall) and r.at_risk == "first_crs_after_dose"
         sim.crs_rows.append({"label": label, "grade": GRADE_KEY[r.grade], "idx": idx, "overall": overall,
                              "before": np.arange(int(idx.min())) if first else None,
-                             "events": float(r.events), "n": float(r.n), "pct": float(r.pct)})
+                             "events": float(r.events), "n": float(r.n), "pct": float(r.pct),
+                             "in_fit": in_fit})
+        if not in_fit:
+            skipped.append((label, f"graded by {st.crs_grading}: predicted and reported, not fitted (the CRS layer "
+                                   f"predicts consensus-graded CRS; fitted gradings: {', '.join(FIT_GRADINGS)})"))
     needed = {"il6_pg_per_ml"}
     if need["conc"]:
         needed.add(sumr.CONC)
@@ -377,12 +387,22 @@ def study_predictions(theta, problem: Problem, sim: StudySim) -> dict:
     return pred
 
 
+def is_fitted(sim: StudySim) -> bool:
+    """Whether a study has at least one row in the likelihood (a CRS row in a fitted grading, a time course or a
+    summary)."""
+    return any(r["in_fit"] for r in sim.crs_rows) or bool(sim.tc_groups) or bool(sim.sum_rows)
+
+
 def log_likelihood(theta, problem: Problem):
     """Sum over studies and target rows of the binomial / log-normal / summary log likelihoods (a JAX scalar)."""
     total = 0.0
     for sim in problem.studies:
+        if not is_fitted(sim):
+            continue
         pred = study_predictions(theta, problem, sim)
         for r, pr in zip(sim.crs_rows, pred["crs"]):
+            if not r["in_fit"]:  # a CRS count under another grading system (see targets.FIT_GRADINGS)
+                continue
             p = jnp.clip(pr, P_CLIP, 1.0 - P_CLIP)
             total = total + r["events"] * jnp.log(p) + (r["n"] - r["events"]) * jnp.log1p(-p)
         for g, pr in zip(sim.tc_groups, pred["tc"]):
@@ -404,34 +424,44 @@ def neg_log_posterior_flat(problem: Problem):
     return (lambda x: -log_posterior(unravel(x), problem)), x0, unravel
 
 
-def predict(theta, problem: Problem) -> pd.DataFrame:
+def predict(theta, problem: Problem, threads: int = 1) -> pd.DataFrame:
     """One row per target: study, kind (``crs_incidence``, ``timecourse``, ``summary``), label, time, observed,
     predicted (numbers), unit (for time courses and summaries the quantity's name; ``cv_pct`` for a spread
-    summary), ``lower``/``upper`` (interval and upper-bound summaries; NaN otherwise), and failed patients."""
+    summary), ``lower``/``upper`` (interval and upper-bound summaries; NaN otherwise), failed patients, and
+    ``in_fit`` (False for a row predicted but left out of the likelihood). ``threads`` runs that many studies at
+    once."""
     rows = []
     nan = np.nan
-    for sim in problem.studies:
+
+    def one(sim):
         hit = problem._predict_fns.get(id(sim))
         if hit is None or hit[0] is not sim:  # compiled once per problem and study (eager costs ~100x more)
             hit = problem._predict_fns[id(sim)] = (sim, jax.jit(functools.partial(study_predictions, problem=problem,
                                                                                   sim=sim)))
-        pred = jax.tree_util.tree_map(np.asarray, hit[1](theta))
+        return jax.tree_util.tree_map(np.asarray, hit[1](theta))
+
+    if threads > 1:  # studies run side by side (each on about one core); rows stay in study order
+        with ThreadPoolExecutor(threads) as ex:
+            preds = list(ex.map(one, problem.studies))
+    else:
+        preds = [one(sim) for sim in problem.studies]
+    for sim, pred in zip(problem.studies, preds):
         nf = int(round(float(pred["n_failed"])))
         for r, pr in zip(sim.crs_rows, pred["crs"]):
             rows.append({"study_id": sim.study_id, "drug": sim.drug, "kind": "crs_incidence", "target": r["label"],
                          "time_day": nan, "observed": r["pct"], "predicted": 100.0 * float(pr), "unit": "%",
-                         "lower": nan, "upper": nan, "n_failed": nf})
+                         "lower": nan, "upper": nan, "n_failed": nf, "in_fit": r["in_fit"]})
         for g, pr in zip(sim.tc_groups, pred["tc"]):
             for t, o, v in zip(g["times"], g["obs"], np.atleast_1d(pr)):
                 rows.append({"study_id": sim.study_id, "drug": sim.drug, "kind": "timecourse", "target": g["label"],
                              "time_day": float(t), "observed": float(o), "predicted": float(v), "unit": g["quantity"],
-                             "lower": nan, "upper": nan, "n_failed": nf})
+                             "lower": nan, "upper": nan, "n_failed": nf, "in_fit": True})
         for r, pr in zip(sim.sum_rows, pred["summary"]):
             rows.append({"study_id": sim.study_id, "drug": sim.drug, "kind": "summary", "target": r.label,
                          "time_day": nan, "observed": r.observed, "predicted": float(pr), "unit": r.unit,
-                         "lower": r.lower, "upper": r.upper, "n_failed": nf})
+                         "lower": r.lower, "upper": r.upper, "n_failed": nf, "in_fit": True})
     return pd.DataFrame(rows)
 
 
-__all__ = ["Problem", "StudySim", "build_problem", "simulate_study", "study_predictions", "log_likelihood",
+__all__ = ["Problem", "StudySim", "build_problem", "simulate_study", "study_predictions", "is_fitted", "log_likelihood",
            "log_posterior", "neg_log_posterior_flat", "predict", "OVERALL_DAYS", "FAILURE_PENALTY"]

@@ -29,6 +29,10 @@ Tables and columns (``*`` = required in every row; empty cells are allowed elsew
 - ``route``\\* :data:`ROUTES`, equal to the regimen's route; ``population``\\* text; ``n`` patients
   (integer > 0); ``premedication``\\* :data:`PREMEDICATION` (``label`` = the model's label policy,
   :mod:`qsp.premedication`); ``prior_tcr_fraction`` fraction with prior T-cell-redirecting therapy (0-1);
+- ``crs_grading`` the CRS grading system of the study's CRS counts (:data:`CRS_GRADINGS`), required for a
+  study with CRS incidence rows: ``ASTCT`` (consensus grading, Lee et al. 2019), ``Lee2014``, ``CTCAE_v4``,
+  ``CTCAE_v5``. The CRS layer predicts consensus-graded CRS; rows of a study graded otherwise
+  (:data:`FIT_GRADINGS` lists the ones fitted) are predicted and reported but left out of the likelihood;
 - ``kind``\\* :data:`STUDY_KINDS`: ``observed`` (measured in patients) or ``model_derived`` (produced by a
   published model: popPK simulations, popPK-derived half-lives); ``note``; ``source``\\*.
 
@@ -125,6 +129,13 @@ SCOPES = ("dose", "overall")
 GRADES = ("any", "g2plus", "g3plus")
 AT_RISK = ("crs_after_dose", "first_crs_after_dose", "crs_over_treatment")
 N_ORIGIN = ("source", "added", "recalled")
+CRS_GRADINGS = ("ASTCT", "Lee2014", "CTCAE_v4", "CTCAE_v5")
+# Gradings whose CRS counts the CRS layer (consensus-graded CRS) predicts. Lee 2014 and the ASTCT consensus
+# define CRS alike (fever >= 38 C and up; grade 1 = fever alone), so their any-grade counts compare. CTCAE
+# v4.0 had no fever-only CRS grade and trials coded many such events as pyrexia or infusion-related reaction
+# (TOWER: CRS 14% under CTCAE v4.0 while fever was the commonest adverse event), so those counts are a
+# narrower event than the model's: their rows are reported, not fitted.
+FIT_GRADINGS = ("ASTCT", "Lee2014")
 SELECTIONS = {
     "all": "all treated (or sampled) patients",
     "crs_patients": "patients (or events) with CRS",
@@ -155,7 +166,8 @@ _DOSE_RANGE = re.compile(r"^([1-9][0-9]*)(\+?)$")
 
 COLUMNS = {
     "studies.csv": ("study_id", "drug", "regimen", "regimen_match", "regimen_match_until_day", "regimen_note",
-                    "route", "population", "n", "premedication", "prior_tcr_fraction", "kind", "note", "source"),
+                    "route", "population", "n", "premedication", "prior_tcr_fraction", "crs_grading", "kind", "note",
+                    "source"),
     "crs_incidence.csv": ("study_id", "scope", "dose_no", "grade", "n", "pct", "events", "at_risk", "n_origin",
                           "note", "source"),
     "timecourses.csv": ("study_id", "quantity", "statistic", "time_day", "dose_no", "value", "unit",
@@ -393,10 +405,12 @@ def _check_studies(file: str, recs: list[dict], errors: _Errors) -> dict[str, di
         r.integer("n", ge=1)
         r.choice("premedication", PREMEDICATION)
         r.number("prior_tcr_fraction", ge=0, le=1)
+        grading = r.choice("crs_grading", CRS_GRADINGS, required=False)
         r.choice("kind", STUDY_KINDS)
         r.text("source", required=True)
         if sid:
-            out.setdefault(sid, {"drug": drug, "row": rec["_row"]})
+            out.setdefault(sid, {"drug": drug, "row": rec["_row"], "rec": rec, "crs_grading": grading,
+                                 "file": file})
     return out
 
 
@@ -409,9 +423,15 @@ def _study(r: _Row, studies: dict[str, dict]) -> str | None:
 
 
 def _check_crs(file: str, recs: list[dict], studies: dict, errors: _Errors) -> None:
+    ungraded = set()
     for rec in recs:
         r = _Row(file, rec, errors)
-        _study(r, studies)
+        sid = _study(r, studies)
+        st = studies.get(sid) if sid else None
+        if st is not None and st["crs_grading"] is None and not st["rec"].get("crs_grading") and sid not in ungraded:
+            ungraded.add(sid)
+            errors.add(st["file"], st["rec"], "crs_grading", f"study {sid!r} has CRS incidence rows in {file} "
+                       f"(first: data row {rec['_row']}); its CRS grading system is required", CRS_GRADINGS)
         scope = r.choice("scope", SCOPES)
         if scope == "dose":
             d = r.text("dose_no", required=True)
@@ -732,6 +752,7 @@ def load_targets(folder=None) -> TargetSet:
 
 
 __all__ = ["TargetSet", "load_targets", "align_to_regimen", "TABLE_FILES", "COLUMNS", "ROUTES", "PREMEDICATION",
+           "CRS_GRADINGS", "FIT_GRADINGS",
            "STUDY_KINDS", "REGIMEN_MATCH", "SCOPES", "GRADES", "AT_RISK", "N_ORIGIN", "SELECTIONS",
            "TIMECOURSE_QUANTITIES", "TIMECOURSE_STATISTICS", "TIMECOURSE_ERROR_MODELS", "SUMMARY_QUANTITIES",
            "SUMMARY_STATISTICS", "SUMMARY_ERROR_MODELS"]
