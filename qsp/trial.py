@@ -349,13 +349,15 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
 
 def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000, seed: int = 0,
                    days: float = 35.0, premed: str = "label", progress: bool = False, parameters=None,
-                   **kw) -> TrialResult:
+                   prior_tcr: float | None = None, **kw) -> TrialResult:
     """A virtual trial of a drug card: its population spec, its reference patient, its CRS priors.
 
     Args:
         card: a :class:`qsp.cards.DrugCard`.
         regimen: default the card's label regimen (doses up to ``days``).
         premed: ``label`` (every patient gets the label's dexamethasone) or ``none``.
+        prior_tcr: fraction of patients with prior T-cell-redirecting therapy (0-1; default: the card's
+            population); each patient's draw is its own (same seed, same patients otherwise).
         parameters: the typical values laid over the card (:mod:`qsp.paramsets`): ``None`` = the default set
             (``calibrated`` when a calibrated file is shipped or named by ``$QSP_CALIBRATED``, else ``prior``),
             ``"prior"``, ``"calibrated"``, or a mapping ``{name: value}`` (e.g. a draw of
@@ -382,6 +384,10 @@ def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000
     crs = {**{k: v for k, v in card.crs_values().items() if k not in params}, **user_crs}
     omega = user_crs.get("CRS_OMEGA", params.get("CRS_OMEGA"))
     extra = {"crs_omega": float(omega)} if omega is not None and np.ndim(omega) == 0 else {}
+    if prior_tcr is not None:
+        if isinstance(prior_tcr, bool) or not isinstance(prior_tcr, (int, float)) or not 0.0 <= prior_tcr <= 1.0:
+            raise InputError(f"prior_tcr must be a fraction between 0 and 1, got {prior_tcr!r}", field="prior_tcr")
+        extra["prior_tcr_prob"] = float(prior_tcr)
     spec = population_spec(card, premed_fraction=1.0 if premed == "label" else 0.0, **extra)
     if iiv:  # same patients (named random streams), their spread rescaled
         spec = with_omegas(spec, {k: float(v) for k, v in iiv.items()})

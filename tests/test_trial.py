@@ -217,3 +217,17 @@ def test_scalar_override_moves_the_typical_value_of_a_varying_parameter(card, la
                        params={"KIL6": 2.0 * pop.params["KIL6"]})
     np.testing.assert_allclose(r.crs["il6_peak"], direct.crs["il6_peak"], rtol=1e-12)
     assert np.all(r.crs["il6_peak"][:, 0] > label14.crs["il6_peak"][:, 0])
+
+
+def test_prior_tcr_fraction_sets_the_subgroup_and_moves_dose_1_crs(card, label14):
+    """``prior_tcr=1``: every virtual patient had prior T-cell-redirecting therapy (the CRS layer's shift), the
+    other draws unchanged (same seed); a fraction outside 0-1 is refused before any solve."""
+    everyone = run_card_trial(card, patients=N_SMALL, seed=0, days=DAYS_SMALL, prior_tcr=1.0)
+    p1, p0 = everyone.patients(), label14.patients()
+    assert (p1.prior_tcr == 1).all() and (p0.prior_tcr == 0).all()
+    np.testing.assert_allclose(p1.T0, p0.T0)  # the same patients otherwise
+    d1 = p1.dose_no == 1
+    assert not np.allclose(p1.p_any[d1].to_numpy(), p0.p_any[d1].to_numpy())
+    for bad in (1.5, -0.1, "half", True):
+        with pytest.raises(InputError, match="prior_tcr"):
+            run_card_trial(card, patients=N_SMALL, seed=0, days=DAYS_SMALL, prior_tcr=bad)
