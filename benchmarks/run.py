@@ -100,8 +100,8 @@ def rel_err(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
 
 
-def time_engine(model, reg, pop, ref, repeats: int):
-    kw = dict(days=DAYS, follow_up_days=0.0, rtol=RTOL, atol=ATOL, out_names=("il6_pg_per_ml", "conc_nM"))
+def time_engine(model, reg, pop, ref, repeats: int, loop: str = "segments"):
+    kw = dict(days=DAYS, follow_up_days=0.0, rtol=RTOL, atol=ATOL, out_names=("il6_pg_per_ml", "conc_nM"), loop=loop)
     t = time.perf_counter()
     first = run_trial(model, reg, pop, ref, **kw)
     t_first = time.perf_counter() - t
@@ -113,6 +113,34 @@ def time_engine(model, reg, pop, ref, repeats: int):
     steady_chunk = statistics.median([res.timings["first_chunk_s"]])
     compile_s = max(first.timings["first_chunk_s"] - steady_chunk, 0.0)
     return res, statistics.median(runs), runs, compile_s, t_first
+
+
+def compare_loops(model, reg, pop, ref, repeats: int) -> dict:
+    """The two integration loops (qsp.simulate.LOOPS) on the same patients, timed interleaved (segments,
+    whole, segments, ...; medians), with their agreement and accepted steps."""
+    kw = dict(days=DAYS, follow_up_days=0.0, rtol=RTOL, atol=ATOL, out_names=("il6_pg_per_ml", "conc_nM"))
+    res, times, first = {}, {"segments": [], "whole": []}, {}
+    for loop in times:  # compile both first
+        t = time.perf_counter()
+        res[loop] = run_trial(model, reg, pop, ref, loop=loop, **kw)
+        first[loop] = time.perf_counter() - t
+    for _ in range(repeats):
+        for loop in times:
+            t = time.perf_counter()
+            res[loop] = run_trial(model, reg, pop, ref, loop=loop, **kw)
+            times[loop].append(time.perf_counter() - t)
+    ok = res["segments"].ok & res["whole"].ok
+    a, b = res["whole"], res["segments"]
+    out = {f"{k}_ms_per_patient": 1e3 * statistics.median(v) / pop.n for k, v in times.items()}
+    out.update({f"{k}_runs_s": v for k, v in times.items()})
+    out.update({f"{k}_first_call_s": v for k, v in first.items()})
+    out["whole_speedup"] = out["segments_ms_per_patient"] / out["whole_ms_per_patient"]
+    out["mean_accepted_steps"] = {k: float(r.n_steps[r.ok].mean()) for k, r in res.items()}
+    out["failed_patients"] = {k: int((~r.ok).sum()) for k, r in res.items()}
+    out["il6_daily_max_rel"] = rel_err(a.outputs["il6_pg_per_ml"][ok], b.outputs["il6_pg_per_ml"][ok])
+    out["il6_peak_max_rel"] = rel_err(a.crs["il6_peak"][ok], b.crs["il6_peak"][ok])
+    out["p_any_max_abs"] = float(np.nanmax(np.abs(a.crs["p_any"][ok] - b.crs["p_any"][ok])))
+    return out
 
 
 def time_gradient(model, reg, pop, ref, n: int, repeats: int):
@@ -173,17 +201,22 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3, help="timed engine runs (median reported)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--loop", choices=("segments", "whole"), default="segments",
+                    help="the engine's integration loop (qsp.simulate.LOOPS) for the timings above")
+    ap.add_argument("--compare-loops", action="store_true",
+                    help="also time both integration loops interleaved on the same patients (loop_comparison)")
     a = ap.parse_args(argv)
     if a.patients < 1 or a.scipy_patients < 0 or a.grad_patients < 0 or a.repeats < 1:
         ap.error("--patients and --repeats must be >= 1; --scipy-patients and --grad-patients >= 0")
 
     card, model, ref, pop, reg = scenario(a.patients, a.seed)
-    res, eng_s, eng_runs, compile_s, first_s = time_engine(model, reg, pop, ref, a.repeats)
+    res, eng_s, eng_runs, compile_s, first_s = time_engine(model, reg, pop, ref, a.repeats, a.loop)
     ok = res.ok
     out = {
         "scenario": f"{DRUG} label step-up regimen + label premedication, {DAYS:g} days, daily outputs, per-dose "
                     f"IL-6 peak (per-segment grid of {SEG_POINTS}), rtol {RTOL:g}, atol {ATOL:g}",
         "machine": machine(), "jax_devices": len(jax.devices()), "patients": a.patients, "seed": a.seed,
+        "loop": a.loop,
         "engine_s": eng_s, "engine_runs_s": eng_runs, "engine_ms_per_patient": 1e3 * eng_s / a.patients,
         "compile_s": compile_s, "engine_first_call_s": first_s, "engine_failed_patients": int((~ok).sum()),
         "engine_mean_steps": float(res.n_steps.mean()), "engine_max_steps": int(res.n_steps.max()),
@@ -211,6 +244,8 @@ def main(argv=None) -> dict:
                               and agree["il6_peak_max_rel"] < 1e-3)
         out.update({"scipy_patients": m, "scipy_s": sp_s, "scipy_ms_per_patient": 1e3 * sp_s / m,
                     "speedup_vs_scipy": (1e3 * sp_s / m) / out["engine_ms_per_patient"], "agreement": agree})
+    if a.compare_loops:
+        out["loop_comparison"] = compare_loops(model, reg, pop, ref, a.repeats)
     if a.grad_patients:
         g = time_gradient(model, reg, pop, ref, min(a.grad_patients, a.patients), a.repeats)
         out["gradient"] = g

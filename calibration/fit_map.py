@@ -114,8 +114,8 @@ def main(argv=None):
     problem = build_problem(space, fit_targets, patients=a.patients, seed=a.seed)
     print(f"studies: {', '.join(s.study_id for s in problem.studies)}; skipped: {problem.skipped}", flush=True)
     _check_memory_maps(sum(1 for s in problem.studies if s.solve))
-    def every_10(n, v, s):
-        if n % 10 == 0:
+    def every_10(n, v, s):  # every evaluation of the first 10, then every 10th
+        if n <= 10 or n % 10 == 0:
             print(f"  evaluation {n}: -log posterior {v:.2f} ({s:.0f} s in evaluations, {time.time() - t0:.0f} s)",
                   flush=True)
 

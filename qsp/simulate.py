@@ -46,6 +46,10 @@ SOLVERS = {
     "kvaerno5": (diffrax.Kvaerno5, "implicit"),
 }
 
+# "segments": one diffeqsolve per segment between events (lax.scan; resets supported);
+# "whole": one diffeqsolve per patient over its horizon, doses as exact offsets (qsp.whole_horizon; no resets)
+LOOPS = ("segments", "whole")
+
 STATUS_OK = 0
 STATUS_SOLVER_FAILED = 1  # the solver reported max_steps / dt_min or another failure
 STATUS_NONFINITE = 2  # non-finite states in the output
@@ -63,6 +67,7 @@ class SolverConfig:
     max_steps: int = 4096
     dtmin: float | None = None
     checkpoints: int | None = None  # reverse mode: steps stored per segment (None: diffrax's binomial default)
+    loop: str = "segments"  # "segments" (one solve per event segment) or "whole" (qsp.whole_horizon)
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -71,6 +76,8 @@ class SolverConfig:
             v = getattr(self, n)
             if not (isinstance(v, (int, float)) and v > 0):
                 raise InputError(f"{n} must be a positive number, got {v!r}", field=n)
+        if self.loop not in LOOPS:
+            raise InputError(f"unknown integration loop {self.loop!r}; allowed: {', '.join(LOOPS)}", field="loop")
         if not (isinstance(self.max_steps, int) and self.max_steps > 0):
             raise InputError(f"max_steps must be a positive integer, got {self.max_steps!r}", field="max_steps")
 
@@ -125,6 +132,10 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
     segment samples (``seg_y`` then has the shape of ``seg_fn``'s output per point), which keeps the memory
     traffic of a large batch small.
     """
+    if cfg.loop == "whole":
+        from .whole_horizon import solve_events_whole
+
+        return solve_events_whole(model, cfg, params, ev, ts, ts_left, seg_points=seg_points, seg_fn=seg_fn)
     p = {k: jnp.asarray(v, dtype=float) for k, v in params.items()}
     ts = jnp.asarray(ts, dtype=float)
     ts_left = jnp.zeros(ts.shape, bool) if ts_left is None else jnp.asarray(ts_left, bool)
@@ -295,7 +306,8 @@ def _as_ts(times) -> np.ndarray:
 
 def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, params: Mapping | None = None, *,
              covariates: Covariates | Sequence[Covariates] | None = None, times_left=None,
-             solver: str = "tsit5", rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096) -> SimulationResult:
+             solver: str = "tsit5", rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096,
+             loop: str = "segments") -> SimulationResult:
     """Simulate one patient, or a batch.
 
     Args:
@@ -308,11 +320,14 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
         covariates: body weight / BSA for mg/kg and ug/m2 doses (one, or one per patient).
         times_left: optional bools: output the pre-dose value at a dose time.
         solver: one of :data:`SOLVERS` (``tsit5`` explicit, ``kvaerno5`` implicit, ...).
+        loop: :data:`LOOPS`: ``segments`` (one solve per segment between events) or ``whole`` (one solve per
+            patient over its horizon, :mod:`qsp.whole_horizon`); a regimen with resets (EVID 3/4) always
+            takes the segmented loop.
 
     Returns:
         :class:`SimulationResult`.
     """
-    cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps, loop=loop)
     ts = _as_ts(times)
     params = dict(params or {})
     scalar_over = {k: v for k, v in params.items() if np.ndim(v) == 0}
@@ -329,7 +344,7 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
     if not batched:
         ev = regimen if isinstance(regimen, EventArrays) else regimen_to_events(model, regimen, covariates)
         left = np.zeros(ts.shape, bool) if times_left is None else np.asarray(times_left, bool)
-        fn = compiled(model, cfg, False)
+        fn = compiled(model, _loop_for(cfg, ev), False)
         ys, outs, status, steps = fn(base, ev, ts, left)
         return _result(model, ts, ys, outs, status, steps)
 
@@ -345,9 +360,18 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
     tsb = np.broadcast_to(ts, (n, ts.shape[-1])).copy()
     left = np.zeros(tsb.shape, bool) if times_left is None else np.broadcast_to(np.asarray(times_left, bool),
                                                                                  tsb.shape).copy()
-    fn = compiled(model, cfg, True)
+    fn = compiled(model, _loop_for(cfg, ev), True)
     ys, outs, status, steps = fn(pb, ev, tsb, left)
     return _result(model, ts, ys, outs, status, steps)
+
+
+def _loop_for(cfg: SolverConfig, ev: EventArrays) -> SolverConfig:
+    """The segmented loop for events with a reset (the whole-horizon loop cannot restart the system)."""
+    from dataclasses import replace
+
+    from .whole_horizon import has_resets
+
+    return replace(cfg, loop="segments") if cfg.loop == "whole" and has_resets(ev) else cfg
 
 
 def _is_regimen_list(regimen) -> bool:

@@ -31,7 +31,7 @@ from .model import Model
 from .population import VirtualPopulation
 from .premedication import drug_doses, with_premedication
 from .regimen import Regimen
-from .simulate import STATUS_OK, SolverConfig, solve_events_windows
+from .simulate import STATUS_OK, SolverConfig, _loop_for, solve_events_windows
 from .units import Covariates
 
 BAND_OUTPUTS = ("conc_ug_per_ml", "il6_pg_per_ml", "blood_t_cells_per_ul", "tumour_cells")
@@ -251,7 +251,7 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
               crs: Mapping[str, float] | None = None, params: Mapping | None = None, solver: str = "tsit5",
               rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096, progress: bool = False,
               out_names: Sequence[str] = BAND_OUTPUTS, devices: int | None = None,
-              follow_up_days: float = 7.0) -> TrialResult:
+              follow_up_days: float = 7.0, loop: str = "segments") -> TrialResult:
     """Simulate every patient of ``pop`` on ``regimen`` for ``days`` days, with CRS per dose.
 
     Args:
@@ -264,6 +264,9 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
         progress: show a progress bar (stderr) over chunks.
         follow_up_days: the horizon is extended (if needed) to this long after the last dose given within
             ``days``, so the last dose's CRS window is not cut short.
+        loop: the integration loop (:data:`qsp.simulate.LOOPS`): ``segments`` (one solve per segment between
+            events) or ``whole`` (one solve per patient over its horizon, :mod:`qsp.whole_horizon`; a
+            regimen with resets takes the segmented loop).
     """
     if not (isinstance(days, (int, float)) and days > 0):
         raise InputError(f"days must be a positive number, got {days!r}", field="days")
@@ -275,7 +278,7 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
     unknown = [k for k in out_names if k not in model.output_info]
     if unknown:
         raise InputError(f"unknown output(s) {unknown}; allowed: {', '.join(model.output_info)}", field="outputs")
-    cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)
+    cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps, loop=loop)
     regimen = regimen.in_unit("day").until(float(days))  # no dose after the reported ones is simulated
     n = pop.n
     doses = dose_schedule(regimen, days)
@@ -301,6 +304,7 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
             raise InputError(f"unknown parameter {k!r}; allowed: {', '.join(base)}", field="params")
     pb = {k: np.array(per[k], dtype=float) if k in per else np.full(n, float(v)) for k, v in base.items()}
     ev = population_events(model, regimen, pop, ref)
+    cfg = _loop_for(cfg, ev)  # resets: the segmented loop
     eta = pop.covariates["eta_crs"].to_numpy(float)
     tcr = pop.covariates["prior_tcr"].to_numpy(float)
 

@@ -104,6 +104,7 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
                              for k in keys[: starts - 1]]
     prior_sd = np.asarray(problem.space.flatten(problem.space._sds())[0])
     res = map_fit(f, xs, max_steps=max_steps, progress=progress, min_eig=1.0 / float(np.max(prior_sd)) ** 2,
+                  scale=prior_sd,
                   hessian=hessian)
     t_fit = time.perf_counter() - t0
     theta = unravel(jnp.asarray(res.x))

@@ -1,0 +1,152 @@
+"""The whole-horizon integration loop (qsp.whole_horizon) against the segmented reference loop: random
+regimens (SC boluses with lag and F, IV boluses, IV infusions, doses at equal times), the TCE model on its label
+regimen and IV, per-segment samples, batches, gradients, resets (segmented fallback) and failing patients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qsp
+from qsp.cards import load_card
+from qsp.events import regimen_to_events
+from qsp.simulate import SolverConfig, solve_events_windows
+from qsp.whole_horizon import has_resets
+
+TIGHT = dict(rtol=1e-11, atol=1e-13, max_steps=200_000)
+PK = {"CL": 0.3, "V1": 3.0, "Q": 0.6, "V2": 2.0, "KA": 0.05, "F": 0.7, "ALAG": 0.75}
+
+
+def _rel(a, b, floor):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b) / (np.abs(a) + floor)))
+
+
+def random_regimen(rng) -> qsp.Regimen:
+    doses = []
+    for _ in range(int(rng.integers(1, 7))):
+        t = float(np.round(rng.uniform(0, 120), 1))
+        amt = float(np.round(rng.uniform(1, 100), 2))
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            doses.append(qsp.Dose(t, amt, "mg", "SC"))
+        elif kind == 1:
+            doses.append(qsp.Dose(t, amt, "mg", "IV_bolus"))
+        else:
+            doses.append(qsp.Dose(t, amt, "mg", "IV_infusion", duration=float(np.round(rng.uniform(0.5, 30), 1))))
+    if rng.uniform() < 0.3:  # two doses at one time (a bolus on top of an infusion start, or two boluses)
+        doses.append(qsp.Dose(doses[0].time, 5.0, "mg", "IV_bolus"))
+    return qsp.Regimen(doses, time_unit="h")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_pk_regimens_match_the_segmented_loop(seed):
+    rng = np.random.default_rng(seed)
+    pk = qsp.pk_model("pk-2cmt")
+    reg = random_regimen(rng)
+    ts = np.linspace(0, 200, 401)
+    a = qsp.simulate(pk, reg, ts, PK, **TIGHT, loop="segments")
+    b = qsp.simulate(pk, reg, ts, PK, **TIGHT, loop="whole")
+    assert int(a.status) == 0 and int(b.status) == 0
+    assert _rel(a.outputs["CP"], b.outputs["CP"], 1e-9) <= 1e-7, reg.describe()
+
+
+def test_left_limits_at_dose_times_match():
+    pk = qsp.pk_model("pk-1cmt")
+    reg = qsp.Regimen([qsp.Dose(0, 10, "mg", "IV_bolus"), qsp.Dose(24, 10, "mg", "IV_bolus")], time_unit="h")
+    ts = np.array([0.0, 12.0, 24.0, 24.0, 36.0])
+    left = np.array([False, False, True, False, False])
+    p = {"CL": 0.5, "V": 5.0}
+    a = qsp.simulate(pk, reg, ts, p, times_left=left, **TIGHT)
+    b = qsp.simulate(pk, reg, ts, p, times_left=left, **TIGHT, loop="whole")
+    cp = np.asarray(b.outputs["CP"])
+    assert _rel(a.outputs["CP"], cp, 1e-12) <= 1e-9
+    assert cp[3] - cp[2] == pytest.approx(10 / 5.0, rel=1e-9)  # the bolus jumps exactly at t = 24 h
+
+
+@pytest.fixture(scope="module")
+def tec():
+    card = load_card("teclistamab")
+    return card, card.model()
+
+
+@pytest.mark.parametrize("route", ["SC", "IV_infusion"])
+def test_tce_model_and_segment_samples_match(tec, route):
+    card, model = tec
+    reg = card.regimen(until_day=21)
+    if route != "SC":
+        from dataclasses import replace
+
+        reg = reg.with_doses([replace(d, route="IV_infusion", duration=2 / 24) for d in reg.doses])
+    ev = jax.tree_util.tree_map(jnp.asarray, regimen_to_events(model, reg, card.covariates()))
+    p = model.params({})
+    ts = jnp.linspace(0, 21, 85)
+    seg = jax.jit(lambda q: solve_events_windows(model, SolverConfig(**TIGHT), q, ev, ts, seg_points=9))(p)
+    whole = jax.jit(lambda q: solve_events_windows(model, SolverConfig(**TIGHT, loop="whole"), q, ev, ts,
+                                                   seg_points=9))(p)
+    assert int(seg.status) == 0 and int(whole.status) == 0
+    scale = np.abs(np.asarray(seg.ys)).max(axis=0) * 1e-9 + 1e-15  # states near zero: relative to their range
+    assert _rel(seg.ys, whole.ys, scale) <= 1e-7
+    np.testing.assert_array_equal(np.asarray(seg.seg_t), np.asarray(whole.seg_t))
+    assert _rel(seg.seg_y, whole.seg_y, scale) <= 1e-7
+
+
+def test_batch_of_regimens_and_a_failing_patient():
+    pk = qsp.pk_model("pk-2cmt")
+    rng = np.random.default_rng(11)
+    regs = [random_regimen(rng) for _ in range(5)]
+    ts = np.linspace(0, 200, 101)
+    cl = np.array([0.3, 0.2, np.nan, 0.5, 0.4])  # patient 3: a non-finite clearance fails, the rest complete
+    a = qsp.simulate(pk, regs, ts, {**PK, "CL": cl}, **TIGHT)
+    b = qsp.simulate(pk, regs, ts, {**PK, "CL": cl}, **TIGHT, loop="whole")
+    assert np.asarray(b.status).tolist()[2] != 0 and [s for i, s in enumerate(np.asarray(b.status)) if i != 2] == [0] * 4
+    ok = np.asarray(b.status) == 0
+    assert _rel(np.asarray(a.outputs["CP"])[ok], np.asarray(b.outputs["CP"])[ok], 1e-9) <= 1e-7
+
+
+def test_gradient_matches_the_segmented_loop_and_finite_differences():
+    pk = qsp.pk_model("pk-2cmt")
+    reg = qsp.Regimen([qsp.Dose(0, 50, "mg", "SC"), qsp.Dose(48, 20, "mg", "IV_infusion", duration=2.0)],
+                      time_unit="h")
+    ev = jax.tree_util.tree_map(jnp.asarray, regimen_to_events(pk, reg))
+    ts = jnp.linspace(0, 120, 61)
+    base = pk.params(PK)
+
+    def auc(log_cl, loop):
+        p = dict(base, CL=jnp.exp(log_cl))
+        cfg = SolverConfig(rtol=1e-10, atol=1e-12, max_steps=100_000, loop=loop)
+        return jnp.sum(solve_events_windows(pk, cfg, p, ev, ts).ys[:, 1])
+
+    x = jnp.log(0.3)
+    g_whole = float(jax.grad(auc)(x, "whole"))
+    g_seg = float(jax.grad(auc)(x, "segments"))
+    h = 1e-5
+    fd = (float(auc(x + h, "whole")) - float(auc(x - h, "whole"))) / (2 * h)
+    assert g_whole == pytest.approx(g_seg, rel=1e-6)
+    assert g_whole == pytest.approx(fd, rel=1e-5)
+
+
+def test_resets_take_the_segmented_loop():
+    pk = qsp.pk_model("pk-1cmt")
+    reg = qsp.Regimen([qsp.Dose(0, 10, "mg", "IV_bolus"), qsp.Dose(24, 10, "mg", "IV_bolus", reset=True)],
+                      time_unit="h")
+    assert has_resets(regimen_to_events(pk, reg))
+    ts = np.linspace(0, 48, 49)
+    p = {"CL": 0.5, "V": 5.0}
+    a = qsp.simulate(pk, reg, ts, p, **TIGHT)
+    b = qsp.simulate(pk, reg, ts, p, **TIGHT, loop="whole")  # falls back: same numbers, status ok
+    assert int(b.status) == 0
+    np.testing.assert_allclose(np.asarray(b.outputs["CP"]), np.asarray(a.outputs["CP"]), rtol=1e-12)
+    # called directly on events with a reset, the whole-horizon loop flags the patient instead of guessing
+    ev = jax.tree_util.tree_map(jnp.asarray, regimen_to_events(pk, reg))
+    direct = solve_events_windows(pk, SolverConfig(loop="whole"), pk.params(p), ev, jnp.asarray(ts))
+    assert int(direct.status) != 0
+
+
+def test_unknown_loop_is_refused():
+    from qsp.errors import InputError
+
+    with pytest.raises(InputError, match="allowed: segments, whole"):
+        SolverConfig(loop="adaptive")
