@@ -32,6 +32,27 @@ def test_best_start_wins_on_a_double_well():
     assert {round(float(r["x"][0])) for r in res.starts} == {-1, 1}  # each start kept its own well
 
 
+def test_steep_objective_first_step_stays_within_one_scale_unit():
+    """A steep posterior (gradient ~2e4 at the start) whose model breaks more than 3 scale units away (NaN, as
+    stiff ODE solves do): unscaled, L-BFGS's first steepest-descent step jumps ~2e4 into the NaN region; in
+    prior-SD units with the objective scaled it stays within one unit and converges."""
+    import jax
+
+    sd = np.array([0.5, 2.0])
+    seen = []
+
+    def steep(x):
+        u = x / jnp.asarray(sd)
+        jax.debug.callback(lambda m: seen.append(float(m)), jnp.max(jnp.abs(u)))
+        val = 1e4 * jnp.sum((u - 1.0) ** 2)
+        return jnp.where(jnp.max(jnp.abs(u)) > 3.0, jnp.nan, val)
+
+    res = map_fit(steep, [np.zeros(2)], laplace=False, scale=sd)
+    np.testing.assert_allclose(res.x, sd, atol=1e-5)
+    assert res.starts[0]["ok"] and res.value < 1e-6
+    assert seen and max(seen) <= 3.0  # no evaluation in the broken region
+
+
 def test_profile_of_a_gaussian_is_quadratic():
     grid = MU[0] + np.array([-1.0, 0.0, 1.0])
     prof = profile(gauss, MU, 0, grid)
