@@ -81,7 +81,8 @@ class DrugCard:
 
         ``parameters``: ``None`` (calibrated when a calibrated file is available, else prior), ``"prior"`` or
         ``"calibrated"``. ``.values`` are overrides for :func:`qsp.simulate.simulate` /
-        :meth:`qsp.model.Model.params`, e.g. ``model.params(card.parameter_set("calibrated").values)``;
+        :meth:`qsp.model.Model.params`, e.g. ``model.params(card.parameter_set("calibrated").model_values)``
+        (``.model_values``: without the fitted IIV SDs, which describe a population);
         :meth:`model` itself always carries the card's (prior) values.
         """
         from .paramsets import resolve_parameter_set

@@ -109,7 +109,7 @@ def run_drug(card: DrugCard, regimen: Regimen, *, days: float = 35.0, premed: st
     model = card.model(binding=binding)
     pset = resolve_parameter_set(card.name, model, parameters)
     # the typical patient: IIV SDs (OMEGA_<P>) of a calibrated set do not apply
-    params = {k: v for k, v in {**pset.values, **dict(params or {})}.items() if not k.startswith("OMEGA_")} or None
+    params = {**pset.model_values, **dict(params or {})} or None
     ts, left, grid, widx = _output_times(days, steps_per_day, windows)
     solver = solver or ("tsit5" if binding == "qe" else "kvaerno5")
     res = simulate(model, reg, ts, params, covariates=card.covariates(), times_left=left, solver=solver, rtol=rtol,

@@ -328,7 +328,9 @@ def _drug_normal(drug: str, model, cf: CalibratedFile):
 
 
 def calibrated_values(drug: str, model, *, file: CalibratedFile | None = None) -> dict[str, float]:
-    """The calibrated typical values of ``drug`` for ``model`` (by parameter name, constrained scale).
+    """The calibrated values of ``drug`` for ``model`` (by parameter name, constrained scale), fitted IIV SDs
+    (``OMEGA_<P>``) included: for a single patient's :func:`~qsp.simulate.simulate` take
+    :attr:`ParameterSet.model_values` of :func:`resolve_parameter_set` instead.
 
     A drug in the fit gets its own section (class values plus its deviation, and its drug-level values); any
     other drug the class section (only the names its model has). Raises InputError when there is no
@@ -383,6 +385,18 @@ class ParameterSet:
     file: str | None = None
     fit: dict = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
+
+    @property
+    def model_values(self) -> dict[str, float]:
+        """The typical values of model parameters, for :func:`qsp.simulate.simulate` / :meth:`Model.params`: the
+        set without its fitted IIV SDs (``OMEGA_<P>``, which describe a population, :attr:`omegas`)."""
+        return {k: v for k, v in self.values.items() if omega_target(k) is None}
+
+    @property
+    def omegas(self) -> dict[str, float]:
+        """The set's fitted IIV SDs (``OMEGA_<P>``): a virtual population's spread
+        (:func:`qsp.population.with_omegas`; :func:`qsp.trial.run_card_trial` applies them)."""
+        return {k: v for k, v in self.values.items() if omega_target(k) is not None}
 
     def describe(self) -> str:
         """One line for the CLI: which set, from which file and fit."""

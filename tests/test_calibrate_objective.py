@@ -41,3 +41,20 @@ def test_split_objective_equals_the_whole_sum(problem):
     fj = jax.jit(obj.jax_function())
     assert float(fj(jnp.asarray(x))) == pytest.approx(v, rel=1e-12)
     np.testing.assert_allclose(np.asarray(jax.grad(fj)(jnp.asarray(x))), g, rtol=1e-12)
+    # its programs also give the predictions (aux): the same rows as predict() compiles for itself
+    from qsp.calibrate.likelihood import predict
+
+    _, _, unravel = neg_log_posterior_flat(problem)
+    own = predict(unravel(jnp.asarray(x)), problem)
+    via = predict(unravel(jnp.asarray(x)), problem, known=obj.predictions(x))
+    assert set(obj.predictions(x)) == set(obj.study_ids)
+    np.testing.assert_allclose(via.predicted.to_numpy(), own.predicted.to_numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_threaded_evaluation_gives_the_same_numbers(problem):
+    _, x0, _ = neg_log_posterior_flat(problem)
+    x = np.asarray(x0) + 0.1
+    one, two = SplitObjective(problem), SplitObjective(problem, eval_threads=2)
+    v1, g1 = one.value_and_grad(x)
+    v2, g2 = two.value_and_grad(x)
+    assert v1 == v2 and np.array_equal(g1, g2)  # summed in study order whatever the threads

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import ROOT
+from conftest import ROOT, SHIPPED_CALIBRATED
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -31,6 +31,8 @@ def test_notebook_is_stored_without_outputs(path: Path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path: Path, tmp_path, monkeypatch):
     monkeypatch.setenv("QSP_QUICK", "1")
+    if SHIPPED_CALIBRATED.is_file():  # what a user gets: the shipped calibrated parameters
+        monkeypatch.setenv("QSP_CALIBRATED", str(SHIPPED_CALIBRATED))
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError naming the cell on any exception

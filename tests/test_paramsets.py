@@ -295,3 +295,10 @@ def test_a_fitted_iiv_sd_in_the_set_rescales_the_trial_population(tmp_path, monk
                                2 * np.log(prior.population.params["KIL6"] / typ), rtol=1e-10)
     with pytest.raises(InputError, match="OMEGA_KIL6 must be >= 0"):
         resolve_parameter_set("teclistamab", tec.model(), {"OMEGA_KIL6": -1.0})
+    # a single patient takes the model values alone (the IIV SD describes a population), as the card's doc says
+    pset = tec.parameter_set("calibrated")
+    assert pset.omegas == {"OMEGA_KIL6": pytest.approx(om)} and "OMEGA_KIL6" not in pset.model_values
+    assert set(pset.model_values) | set(pset.omegas) == set(pset.values)
+    tec.model().params(pset.model_values)  # no unknown name
+    with pytest.raises(InputError, match="unknown parameter 'OMEGA_KIL6'"):
+        tec.model().params(pset.values)

@@ -110,13 +110,14 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
     theta = unravel(jnp.asarray(res.x))
     names = problem.space.names()
     values = {d: {k: float(v) for k, v in problem.space.values(theta, d).items()} for d in problem.space.drugs}
-    at_map = predict(theta, problem, threads=threads)
+    known = (lambda x: obj.predictions(x)) if split else (lambda x: None)  # the objective's programs predict too
+    at_map = predict(theta, problem, threads=threads, known=known(res.x))
     rng = np.random.default_rng(seed)
     chol = np.linalg.cholesky(res.cov + 1e-12 * np.eye(res.cov.shape[0]))
     sims = []
     for _ in range(draws):
         x = res.x + chol @ rng.standard_normal(res.x.size)
-        sims.append(predict(unravel(jnp.asarray(x)), problem, threads=threads).predicted.to_numpy())
+        sims.append(predict(unravel(jnp.asarray(x)), problem, threads=threads, known=known(x)).predicted.to_numpy())
     sims = np.array(sims)
     tab = at_map.rename(columns={"predicted": "predicted_map"})
     tab["predicted_median"] = np.median(sims, axis=0)

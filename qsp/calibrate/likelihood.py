@@ -393,24 +393,31 @@ def is_fitted(sim: StudySim) -> bool:
     return any(r["in_fit"] for r in sim.crs_rows) or bool(sim.tc_groups) or bool(sim.sum_rows)
 
 
+def study_log_likelihood(theta, problem: Problem, sim: StudySim):
+    """``(log L_s, predictions)`` of one study: its rows' binomial / log-normal / summary terms, less the
+    failed-patient penalty, and :func:`study_predictions` (so one compiled program can give both)."""
+    pred = study_predictions(theta, problem, sim)
+    total = 0.0
+    for r, pr in zip(sim.crs_rows, pred["crs"]):
+        if not r["in_fit"]:  # a CRS count under another grading system (see targets.FIT_GRADINGS)
+            continue
+        p = jnp.clip(pr, P_CLIP, 1.0 - P_CLIP)
+        total = total + r["events"] * jnp.log(p) + (r["n"] - r["events"]) * jnp.log1p(-p)
+    for g, pr in zip(sim.tc_groups, pred["tc"]):
+        resid = (jnp.log(jnp.asarray(g["obs"])) - jnp.log(jnp.maximum(pr, 1e-12))) / jnp.asarray(g["sigma"])
+        total = total + jnp.sum(-0.5 * resid**2 - jnp.log(jnp.asarray(g["sigma"])))
+    for r, pr in zip(sim.sum_rows, pred["summary"]):
+        total = total + sumr.log_density(r, pr)
+    total = total - FAILURE_PENALTY * pred["n_failed"]
+    return total, pred
+
+
 def log_likelihood(theta, problem: Problem):
     """Sum over studies and target rows of the binomial / log-normal / summary log likelihoods (a JAX scalar)."""
     total = 0.0
     for sim in problem.studies:
-        if not is_fitted(sim):
-            continue
-        pred = study_predictions(theta, problem, sim)
-        for r, pr in zip(sim.crs_rows, pred["crs"]):
-            if not r["in_fit"]:  # a CRS count under another grading system (see targets.FIT_GRADINGS)
-                continue
-            p = jnp.clip(pr, P_CLIP, 1.0 - P_CLIP)
-            total = total + r["events"] * jnp.log(p) + (r["n"] - r["events"]) * jnp.log1p(-p)
-        for g, pr in zip(sim.tc_groups, pred["tc"]):
-            resid = (jnp.log(jnp.asarray(g["obs"])) - jnp.log(jnp.maximum(pr, 1e-12))) / jnp.asarray(g["sigma"])
-            total = total + jnp.sum(-0.5 * resid**2 - jnp.log(jnp.asarray(g["sigma"])))
-        for r, pr in zip(sim.sum_rows, pred["summary"]):
-            total = total + sumr.log_density(r, pr)
-        total = total - FAILURE_PENALTY * pred["n_failed"]
+        if is_fitted(sim):
+            total = total + study_log_likelihood(theta, problem, sim)[0]
     return total
 
 
@@ -424,16 +431,21 @@ def neg_log_posterior_flat(problem: Problem):
     return (lambda x: -log_posterior(unravel(x), problem)), x0, unravel
 
 
-def predict(theta, problem: Problem, threads: int = 1) -> pd.DataFrame:
+def predict(theta, problem: Problem, threads: int = 1, known: Mapping | None = None) -> pd.DataFrame:
     """One row per target: study, kind (``crs_incidence``, ``timecourse``, ``summary``), label, time, observed,
     predicted (numbers), unit (for time courses and summaries the quantity's name; ``cv_pct`` for a spread
     summary), ``lower``/``upper`` (interval and upper-bound summaries; NaN otherwise), failed patients, and
     ``in_fit`` (False for a row predicted but left out of the likelihood). ``threads`` runs that many studies at
-    once."""
+    once. ``known``: study id -> predictions already computed at ``theta`` (e.g. by
+    :meth:`~qsp.calibrate.objective.SplitObjective.predictions`, from the objective's own compiled programs);
+    the other studies are compiled here."""
     rows = []
     nan = np.nan
+    known = dict(known or {})
 
     def one(sim):
+        if sim.study_id in known:
+            return jax.tree_util.tree_map(np.asarray, known[sim.study_id])
         hit = problem._predict_fns.get(id(sim))
         if hit is None or hit[0] is not sim:  # compiled once per problem and study (eager costs ~100x more)
             hit = problem._predict_fns[id(sim)] = (sim, jax.jit(functools.partial(study_predictions, problem=problem,
@@ -463,5 +475,6 @@ def predict(theta, problem: Problem, threads: int = 1) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["Problem", "StudySim", "build_problem", "simulate_study", "study_predictions", "is_fitted", "log_likelihood",
+__all__ = ["Problem", "StudySim", "build_problem", "simulate_study", "study_predictions", "is_fitted", "study_log_likelihood",
+           "log_likelihood",
            "log_posterior", "neg_log_posterior_flat", "predict", "OVERALL_DAYS", "FAILURE_PENALTY"]

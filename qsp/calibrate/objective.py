@@ -5,7 +5,9 @@
 XLA program (``jax.jit(jax.value_and_grad(f))`` of the whole sum) had not finished compiling after more than
 ten minutes for the joint fit of eight drugs on two CPU cores. Here each study's ``value_and_grad`` is
 compiled on its own (measured 40-50 s each for the joint fit's studies, one after another) and the terms are
-summed in Python, in float64; with ``QSP_COMPILE_CACHE`` set (:mod:`qsp`) a later process reuses them.
+summed in Python, in float64; with ``QSP_COMPILE_CACHE`` set (:mod:`qsp`) a later process reuses them. Each
+program also returns the study's predictions (``has_aux``), so a fit's predictions at the MAP and at the
+Laplace draws need no second set of programs (:meth:`SplitObjective.predictions`).
 
 :meth:`SplitObjective.jax_function` wraps the sum as a JAX function of the flat vector (a
 ``jax.pure_callback`` with a custom VJP that returns the stored gradient), so the optimistix L-BFGS of
@@ -24,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .likelihood import Problem, is_fitted, log_likelihood
+from .likelihood import Problem, is_fitted, study_log_likelihood
 
 
 class SplitObjective:
@@ -49,8 +51,12 @@ class SplitObjective:
         fitted = [s for s in problem.studies if is_fitted(s)]  # a study with no fitted row adds nothing
         self.study_ids = [s.study_id for s in fitted]
 
-        def part(sub):
-            return jax.jit(jax.value_and_grad(lambda x: -log_likelihood(unravel(x), sub)))
+        def part(sub):  # ((-log L_s, predictions), gradient): the predictions ride along as aux
+            def f(x):
+                ll, pred = study_log_likelihood(unravel(x), sub, sub.studies[0])
+                return -ll, pred
+
+            return jax.jit(jax.value_and_grad(f, has_aux=True))
 
         self._parts = [part(replace(problem, studies=[s])) for s in fitted]
         self._prior = jax.jit(jax.value_and_grad(lambda x: -problem.space.log_prior(unravel(x))))
@@ -85,8 +91,20 @@ class SplitObjective:
         xj = jnp.asarray(x, dtype=jnp.float64)
         out = {"prior": float(self._prior(xj)[0])}
         for sid, f in zip(self.study_ids, self._parts):
-            out[sid] = float(f(xj)[0])
+            out[sid] = float(f(xj)[0][0])
         return out
+
+    def predictions(self, x) -> dict:
+        """Study id -> the study's predictions (:func:`~qsp.calibrate.likelihood.study_predictions`, NumPy) at
+        ``x``, from the same compiled programs as the objective (no second compilation; each costs a gradient),
+        for :func:`~qsp.calibrate.likelihood.predict`'s ``known``."""
+        xj = jnp.asarray(x, dtype=jnp.float64)
+
+        def run(f):
+            return jax.tree_util.tree_map(np.asarray, f(xj)[0][1])
+
+        preds = self._pool.map(run, self._parts) if self._pool is not None else map(run, self._parts)
+        return dict(zip(self.study_ids, preds))
 
     def value_and_grad(self, x):
         """(value, gradient) at ``x`` as (float, float64 array)."""
@@ -96,7 +114,7 @@ class SplitObjective:
         val, grad = float(v), np.array(g, dtype=np.float64)
 
         def run(f):
-            v, g = f(xj)
+            (v, _), g = f(xj)
             return float(v), np.asarray(g, dtype=np.float64)
 
         terms = self._pool.map(run, self._parts) if self._pool is not None else map(run, self._parts)
