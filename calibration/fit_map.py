@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python calibration/fit_map.py [--drugs teclistamab,elranatamab,...] [--patients 32] [--seed 1]
+    python calibration/fit_map.py [--drugs teclistamab,elranatamab,...] [--patients 24] [--seed 1]
                                   [--starts 1] [--max-steps 100] [--draws 40] [--out calibration/fits/map]
     python calibration/fit_map.py --leave-out elranatamab:crs --out calibration/fits/loo_elranatamab
 
@@ -84,15 +84,15 @@ def _check_memory_maps(n_studies: int) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--drugs", default=",".join(DEFAULT_DRUGS))
-    ap.add_argument("--patients", type=int, default=32)
+    ap.add_argument("--patients", type=int, default=24)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--starts", type=int, default=1)
     ap.add_argument("--max-steps", type=int, default=100)
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--leave-out", default="")
-    ap.add_argument("--iiv", default="",
-                    help="IIV SDs to fit as class parameters, e.g. OMEGA_KIL6,CRS_OMEGA (default: none, the "
-                         "population's omegas stay at their assumed values)")
+    ap.add_argument("--iiv", default="OMEGA_KIL6,CRS_OMEGA",
+                    help="IIV SDs to fit as class parameters (default OMEGA_KIL6,CRS_OMEGA: the spread of IL-6 "
+                         "production and of CRS sensitivity; 'none' keeps every omega at its assumed value)")
     ap.add_argument("--hessian", choices=("forward", "central"), default="forward",
                     help="finite differences of the gradient for the Laplace Hessian: forward (n + 1 gradients, the "
                          "default) or central (2 n)")
@@ -106,7 +106,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     drugs = [d.strip() for d in a.drugs.split(",") if d.strip()]
     models = {d: load_card(d).model() for d in drugs}
-    iiv = tuple(k.strip() for k in a.iiv.split(",") if k.strip())
+    iiv = () if a.iiv.strip().lower() == "none" else tuple(k.strip() for k in a.iiv.split(",") if k.strip())
     space = ParameterSpace(models, class_params=CLASS + iiv, drug_params=DRUG, deviations=DEVIATIONS)
     targets = load_targets()
     fit_targets = _leave_out(targets, a.leave_out) if a.leave_out else targets
