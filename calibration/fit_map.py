@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python calibration/fit_map.py [--drugs teclistamab,elranatamab,...] [--patients 24] [--seed 1]
+    python calibration/fit_map.py [--drugs teclistamab,elranatamab,...] [--patients 48] [--seed 1]
                                   [--starts 1] [--max-steps 100] [--draws 40] [--out calibration/fits/map]
     python calibration/fit_map.py --leave-out elranatamab:crs --out calibration/fits/loo_elranatamab
 
@@ -84,7 +84,7 @@ def _check_memory_maps(n_studies: int) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--drugs", default=",".join(DEFAULT_DRUGS))
-    ap.add_argument("--patients", type=int, default=24)
+    ap.add_argument("--patients", type=int, default=48)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--starts", type=int, default=1)
     ap.add_argument("--max-steps", type=int, default=100)
