@@ -73,7 +73,8 @@ def main(argv=None):
 
         targets = _leave_out(targets, a.leave_out)
     t0 = time.time()
-    problem = build_problem(space, targets, patients=meta["patients"], seed=meta["seed"])
+    problem = build_problem(space, targets, patients=meta["patients"], seed=meta["seed"],
+                            stratified=bool(meta.get("stratified", False)))
     obj = SplitObjective(problem)
     obj.compile(progress=lambda sid, s: print(f"compiled {sid} in {s:.0f} s ({time.time() - t0:.0f} s)", flush=True))
     f = obj.jax_function()

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -327,14 +327,31 @@ def patient_draws(seed: int, n: int, streams: list[str], kinds: tuple[str, ...] 
     return out
 
 
+def stratify_draws(u: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
+    """Latin-hypercube version of :func:`patient_draws`' rows: each row's values replaced by the quantiles of its
+    distribution at the draws' ranks, ``Phi^-1((r_i - 1/2) / n)`` (normal) or ``(r_i - 1/2) / n`` (uniform). The
+    patients keep their order in every dimension; each marginal is exactly stratified."""
+    out = np.empty_like(u, dtype=float)
+    n = u.shape[1]
+    for s, kind in enumerate(kinds):
+        ranks = np.empty(n)
+        ranks[np.argsort(u[s], kind="stable")] = np.arange(1, n + 1)
+        q = (ranks - 0.5) / n
+        out[s] = ndtri(q) if kind == "normal" else q
+    return out
+
+
 def sample_population(model: Model, n: int, seed: int, spec: PopulationSpec | None = None, *,
                       weight_kg: float | None = None, height_cm: float | None = None,
-                      bsa_formula: str = "mosteller") -> VirtualPopulation:
+                      bsa_formula: str = "mosteller", stratified: bool = False) -> VirtualPopulation:
     """Draw ``n`` virtual patients for ``model`` (typical values = the model's defaults).
 
     Args:
         weight_kg, height_cm: the reference patient (the card's covariates); weight is the allometric
             reference and the centre of the weight distribution; height gives each patient's BSA.
+        stratified: Latin-hypercube draws (:func:`stratify_draws`: every random dimension's marginal exactly
+            stratified over the ``n`` patients, which keep their ranks). For a small fixed population that
+            stands in for a large one (the calibration likelihood); patient i then depends on ``n`` too.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"number of patients must be a positive integer, got {n!r}", field="patients")
@@ -348,6 +365,8 @@ def sample_population(model: Model, n: int, seed: int, spec: PopulationSpec | No
     tags = ("normal",) * len(names) + ("normal", "uniform", "uniform", "uniform", "normal")
     u = patient_draws(seed, n, [f"eta:{k}" for k in names] + ["weight", "prior_tcr", "premed", "ada", "eta_crs"],
                       tags)
+    if stratified:
+        u = stratify_draws(u, tags)
     z, (z_w, u_tcr, u_premed, u_ada, z_crs) = u[:len(names)], u[len(names):]
     eta = np.zeros((n, len(names)))
     for j in range(len(names)):  # eta = L z, elementwise in a fixed order (no BLAS: row i cannot depend on n)

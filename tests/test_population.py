@@ -303,3 +303,24 @@ def test_with_omegas_rescales_the_same_patients_random_effects():
         with_omegas(spec, {"OMEGA_FOO": 0.3})
     with pytest.raises(InputError, match="OMEGA_KIL6 must be >= 0"):
         with_omegas(spec, {"OMEGA_KIL6": -0.1})
+
+
+def test_stratified_draws_are_exact_quantiles_in_the_patients_order():
+    """Latin-hypercube populations (the calibration likelihood's option): every normal dimension holds exactly
+    the quantiles Phi^-1((r - 1/2) / n), each patient at the rank of its plain draw; the default is unchanged."""
+    from scipy.special import ndtri
+
+    model = load_card("teclistamab").model()
+    plain = sample_population(model, 40, 3)
+    strat = sample_population(model, 40, 3, stratified=True)
+    q = ndtri((np.arange(1, 41) - 0.5) / 40)
+    for name in ("eta_crs",):
+        z0, z1 = plain.covariates[name].to_numpy(), strat.covariates[name].to_numpy()
+        sd = np.std(z1 - z1.mean()) / np.std(q)
+        np.testing.assert_allclose(np.sort(z1) / sd, q, rtol=1e-12)
+        assert (np.argsort(z0) == np.argsort(z1)).all()
+    t0_plain, t0_strat = np.log(plain.params["T0"]), np.log(strat.params["T0"])
+    assert (np.argsort(t0_plain) == np.argsort(t0_strat)).all()
+    spacing = np.diff(np.sort(t0_strat))
+    assert spacing.min() > 0 and abs(np.mean(t0_strat) - np.log(model.default_params()["T0"])) < 1e-12
+    np.testing.assert_array_equal(sample_population(model, 40, 3).params["T0"], plain.params["T0"])

@@ -148,7 +148,8 @@ def write_fit(fit: FitResult, out: Path) -> list[Path]:
             "hessian_min_eig": fit.map.hessian_min_eig,
             "starts": [{"value": r["value"], "steps": r["steps"], "ok": r["ok"], "seconds": r["seconds"]}
                        for r in fit.map.starts],
-            "patients": p.patients, "seed": p.seed, "studies": [s.study_id for s in p.studies],
+            "patients": p.patients, "seed": p.seed, "stratified": bool(p.stratified),
+            "studies": [s.study_id for s in p.studies],
             "skipped": [list(s) for s in p.skipped], "seconds": fit.seconds,
         }
         (tmp / "params.json").write_text(json.dumps(params, indent=2) + "\n")
