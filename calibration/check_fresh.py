@@ -58,13 +58,13 @@ def main(argv=None):
                             stratified=a.stratified)
     fresh = predict(theta, problem, threads=a.threads)
     own = pd.read_csv(fit_dir / "targets.csv")
-    key = ["target", "time_day"]
-    fresh["time_day"] = fresh["time_day"].astype(float).round(6).fillna(-1.0)
-    own["time_day"] = own["time_day"].astype(float).round(6).fillna(-1.0)
+    # rows match by target and their order within it (both come from the same study definitions)
+    key = ["target", "row_in_target"]
+    fresh["row_in_target"] = fresh.groupby("target").cumcount()
+    own["row_in_target"] = own.groupby("target").cumcount()
     out = fresh.merge(own[key + ["predicted_map", "within"]].rename(columns={"within": "within_fit_patients"}),
-                      on=key, how="left")
+                      on=key, how="left").drop(columns="row_in_target")
     out["within"] = [_within(r) for r in out.itertuples(index=False)]
-    out["time_day"] = out["time_day"].replace(-1.0, np.nan)
     path = fit_dir / f"fresh_{a.patients}_seed{a.seed}{'_stratified' if a.stratified else ''}.csv"
     out.to_csv(path, index=False, float_format="%.6g")
     crs = out[out.kind == "crs_incidence"]

@@ -116,7 +116,8 @@ def main(argv=None):
     targets = load_targets()
     fit_targets = _leave_out(targets, a.leave_out) if a.leave_out else targets
     t0 = time.time()
-    problem = build_problem(space, fit_targets, patients=a.patients, seed=a.seed, stratified=a.population == "stratified")
+    stratified = a.population == "stratified"
+    problem = build_problem(space, fit_targets, patients=a.patients, seed=a.seed, stratified=stratified)
     print(f"studies: {', '.join(s.study_id for s in problem.studies)}; skipped: {problem.skipped}", flush=True)
     _check_memory_maps(sum(1 for s in problem.studies if s.solve))
     def every_10(n, v, s):  # every evaluation of the first 10, then every 10th
@@ -136,7 +137,7 @@ def main(argv=None):
         files.append(write_calibrated(fit, ship, command="python calibration/fit_map.py " + " ".join(argv or sys.argv[1:])))
     if a.leave_out:  # the held-out targets, predicted by the parameters fitted without them
         full = predict(fit.theta, build_problem(space, targets, patients=a.patients, seed=a.seed,
-                                                stratified=a.population == "stratified"), threads=a.threads)
+                                                stratified=stratified), threads=a.threads)
         seen = set(zip(fit.targets.target, fit.targets.time_day.fillna(-1)))
         held = full[[(t, d) not in seen for t, d in zip(full.target, full.time_day.fillna(-1))]].copy()
         held["within"] = [_within(r) for r in held.itertuples(index=False)]

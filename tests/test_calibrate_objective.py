@@ -23,15 +23,22 @@ def problem():
     return prob
 
 
-def test_split_objective_equals_the_whole_sum(problem):
+@pytest.fixture(scope="module")
+def split(problem):
+    obj = SplitObjective(problem)
+    assert obj.compile() > 0.0
+    return obj
+
+
+def test_split_objective_equals_the_whole_sum(problem, split):
     f, x0, _ = neg_log_posterior_flat(problem)
     x = np.asarray(x0) + np.array([0.3, -0.2, 0.1])
     v_all, g_all = jax.value_and_grad(f)(jnp.asarray(x))
     seen = []
-    obj = SplitObjective(problem, on_eval=lambda n, val, secs: seen.append((n, val, secs)))
-    assert obj.compile() > 0.0
+    obj = split
+    obj.on_eval = lambda n, val, secs: seen.append((n, val, secs))
     v, g = obj.value_and_grad(x)
-    assert seen == [(1, v, obj.eval_seconds)]  # the progress callback sees every evaluation
+    assert seen == [(obj.evaluations, v, obj.eval_seconds)]  # the progress callback sees every evaluation
     assert v == pytest.approx(float(v_all), rel=1e-10, abs=1e-8)
     np.testing.assert_allclose(g, np.asarray(g_all), rtol=1e-8, atol=1e-8)
     terms = obj.study_terms(x)
@@ -51,10 +58,15 @@ def test_split_objective_equals_the_whole_sum(problem):
     np.testing.assert_allclose(via.predicted.to_numpy(), own.predicted.to_numpy(), rtol=1e-10, atol=1e-12)
 
 
-def test_threaded_evaluation_gives_the_same_numbers(problem):
+def test_threaded_evaluation_gives_the_same_numbers(problem, split):
+    from concurrent.futures import ThreadPoolExecutor
+
     _, x0, _ = neg_log_posterior_flat(problem)
     x = np.asarray(x0) + 0.1
-    one, two = SplitObjective(problem), SplitObjective(problem, eval_threads=2)
-    v1, g1 = one.value_and_grad(x)
-    v2, g2 = two.value_and_grad(x)
+    obj = split
+    obj._pool = None
+    v1, g1 = obj.value_and_grad(x)
+    obj._pool = ThreadPoolExecutor(2)  # the same compiled programs, run two at a time
+    v2, g2 = obj.value_and_grad(x)
+    obj._pool = None
     assert v1 == v2 and np.array_equal(g1, g2)  # summed in study order whatever the threads
