@@ -53,8 +53,8 @@ def tec_trial(calibrated):
 
 
 @pytest.mark.xfail(strict=True, reason="measured with the shipped joint fit (calibration/fits/map): the "
-                   "CRS-weighted mean IL-6 after the first treatment dose peaks at 6.5 pg/mL vs the published 21.25 "
-                   "(3.3-fold low; the fit's own MajesTEC-1 series is within 1.5-fold at 17 of 24 points); issue 9 "
+                   "CRS-weighted mean IL-6 after the first treatment dose peaks at 7.6 pg/mL vs the published 21.25 "
+                   "(2.8-fold low; the fit's own MajesTEC-1 series is within 1.5-fold at 16 of 24 points); issue 9 "
                    "open")
 def test_majestec_il6_mean_over_crs_patients_peaks_as_published(tec_trial):
     """After the first treatment dose the CRS-weighted mean IL-6 peaks within 1.5-fold of 21 pg/mL and within a
@@ -84,12 +84,10 @@ def test_per_dose_crs_falls_over_the_step_ups(calibrated, name):
     assert pct[0] > pct[2] and pct[1] > pct[2]  # the treatment dose after the steps: less CRS than the steps
 
 
-@pytest.mark.xfail(strict=True, reason="measured with the shipped joint fit (calibration/fits/map): CRS after the "
-                   "second treatment dose stays high (teclistamab 23% vs 41% after the first; elranatamab 14% vs "
-                   "18%): the fit set CRS_TOL to -0.78 (a dose sensitises rather than primes) and CRS_OMEGA to 1.23; "
-                   "only first-occurrence CRS after dose 4 is a target (label: < 3%), recurrence over treatment "
-                   "(teclistamab label: 33% of patients) is not yet in data/targets/")
-@pytest.mark.parametrize("name", ["teclistamab", "elranatamab"])
+@pytest.mark.parametrize("name", ["teclistamab", pytest.param("elranatamab", marks=pytest.mark.xfail(
+    strict=True, reason="measured with the shipped joint fit (calibration/fits/map): elranatamab CRS 6.1% after the "
+    "second treatment dose vs 11.4% after the first (ratio 0.54, the bar 0.5); the fit set CRS_TOL to -0.97 (a dose "
+    "sensitises the CRS link); recurrence over treatment is not in data/targets/ yet"))])
 def test_a_repeated_treatment_dose_gives_less_crs(calibrated, name):
     pct = _per_dose(name)
     assert pct[3] < 0.5 * pct[2]  # a repeated treatment dose: primed, less again
@@ -121,8 +119,8 @@ def test_priming_protects_for_weeks_and_wears_off_after_a_long_pause(calibrated)
 
 @pytest.mark.parametrize("name", ["glofitamab", "epcoritamab", pytest.param("mosunetuzumab", marks=pytest.mark.xfail(
     strict=True, reason="measured with the shipped joint fit (calibration/fits/map): mosunetuzumab's blood B cells "
-    "are at 37% of baseline 3 weeks after the first dose (11.2 of 30 cells/uL; the bar is < 10%); no B-cell "
-    "target is in data/targets/ yet; the cause is not yet examined"))])
+    "are at 24% of baseline 3 weeks after the first dose (7.1 of 30 cells/uL; the bar is < 10%) and its tumour at "
+    "0.56 of baseline on day 42 (bar < 0.5); no B-cell target is in data/targets/ yet; cause not yet examined"))])
 def test_cd20_drugs_deplete_b_cells_and_tumour_falls(calibrated, name):
     card = load_card(name)
     m = card.model()
