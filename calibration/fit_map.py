@@ -136,8 +136,11 @@ def main(argv=None):
     if ship != "none":
         files.append(write_calibrated(fit, ship, command="python calibration/fit_map.py " + " ".join(argv or sys.argv[1:])))
     if a.leave_out:  # the held-out targets, predicted by the parameters fitted without them
-        full = predict(fit.theta, build_problem(space, targets, patients=a.patients, seed=a.seed,
-                                                stratified=stratified), threads=a.threads)
+        held_ids = sorted(set(targets.studies.study_id[targets.studies.drug == a.leave_out.partition(":")[0]]))
+        usable = set(targets.on_label_regimen().studies.study_id)
+        held_prob = build_problem(space, targets, patients=a.patients, seed=a.seed, stratified=stratified,
+                                  studies=[s for s in held_ids if s in usable])
+        full = predict(fit.theta, held_prob, threads=a.threads)  # only the held-out drug's studies are compiled
         seen = set(zip(fit.targets.target, fit.targets.time_day.fillna(-1)))
         held = full[[(t, d) not in seen for t, d in zip(full.target, full.time_day.fillna(-1))]].copy()
         held["within"] = [_within(r) for r in held.itertuples(index=False)]

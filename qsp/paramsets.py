@@ -290,11 +290,18 @@ def default_parameter_set() -> str:
 # --------------------------------------------------------------------------------------------------
 # a drug's calibrated values and draws
 # --------------------------------------------------------------------------------------------------
+def _no_file_reason() -> str:
+    """Why no calibrated file is in force (for messages): switched off, or none shipped and none named."""
+    if os.environ.get(CALIBRATED_ENV, "").strip().lower() == "none":
+        return f"no calibrated parameter file in force ({CALIBRATED_ENV}=none switches it off)"
+    return f"no calibrated parameter file is shipped with this installation and {CALIBRATED_ENV} is not set"
+
+
 def _require_file(cf: CalibratedFile | None) -> CalibratedFile:
     if cf is None:
-        raise InputError("no calibrated parameters: no calibrated parameter file is shipped with this installation "
-                         f"yet and {CALIBRATED_ENV} is not set; use the prior parameters, or set {CALIBRATED_ENV} to "
-                         "a file written by qsp.calibrate.export.write_calibrated", field="parameters")
+        raise InputError(f"{_no_file_reason()}; use the prior parameters, or set "
+                         f"{CALIBRATED_ENV} to a file written by qsp.calibrate.export.write_calibrated",
+                         field="parameters")
     return cf
 
 
@@ -403,8 +410,7 @@ class ParameterSet:
         if self.name == "prior":
             try:
                 cf = calibrated_file()
-                why = ("; no calibrated parameter file is shipped yet" if cf is None
-                       else f"; not the calibrated {cf.path}")
+                why = f"; {_no_file_reason()}" if cf is None else f"; not the calibrated {cf.path}"
             except InputError:
                 why = f"; {CALIBRATED_ENV} names a file that cannot be used"
             return f"parameters: prior (model card values and component defaults{why})"

@@ -99,6 +99,7 @@ def test_default_without_a_file_is_prior_and_says_so(no_file, tmp_path):
     assert r.exit_code == 0, r.output
     line = next(ln for ln in r.output.splitlines() if ln.startswith("parameters:"))
     assert line.startswith("parameters: prior")
+    assert "no calibrated parameter file" in line
     if shipped_file() is None:
         assert "no calibrated parameter file is shipped" in line
     s = json.loads((out / "summary.json").read_text())

@@ -87,10 +87,11 @@ def test_default_set_follows_the_file(doc_file, monkeypatch, tec):
     assert calibrated_file() is None and default_parameter_set() == "prior"
     p = resolve_parameter_set("teclistamab", tec.model())
     assert p.name == "prior" and p.values == {}
+    assert f"no calibrated parameter file in force ({CALIBRATED_ENV}=none switches it off)" in p.describe()
     if shipped_file() is None:
         monkeypatch.delenv(CALIBRATED_ENV)
         assert default_parameter_set() == "prior"
-        assert "no calibrated parameter file is shipped yet" in p.describe()
+        assert "no calibrated parameter file is shipped with this installation" in p.describe()
 
 
 def test_calibrated_without_a_file_is_an_error(monkeypatch, tec):
