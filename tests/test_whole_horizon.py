@@ -72,6 +72,7 @@ def tec():
     return card, card.model()
 
 
+@pytest.mark.slow  # two compilations of the full TCE model per route; the PK cases above run by default
 @pytest.mark.parametrize("route", ["SC", "IV_infusion"])
 def test_tce_model_and_segment_samples_match(tec, route):
     card, model = tec
