@@ -110,7 +110,7 @@ def _fake_fit(space, seed=0):
     cov = 0.05 * (m @ m.T / n + np.eye(n))
     mp = SimpleNamespace(x=x, cov=cov, value=12.5, hessian_min_eig=0.3,
                          starts=[{"value": 12.5, "steps": 10, "ok": True}])
-    prob = SimpleNamespace(space=space, patients=16, seed=1, studies=[SimpleNamespace(study_id="S1")],
+    prob = SimpleNamespace(space=space, patients=16, seed=1, stratified=True, studies=[SimpleNamespace(study_id="S1")],
                            cfg=SimpleNamespace(solver="tsit5", rtol=1e-6, atol=1e-9, max_steps=4096))
     return SimpleNamespace(problem=prob, map=mp, names=names)
 
@@ -147,3 +147,4 @@ def test_two_drug_export_round_trip(two_drug_space, tmp_path):
     text = path.read_text()
     assert json.loads(text) == json.loads(dumps(json.loads(text)))
     parse_calibrated(json.loads(text), "again")
+    assert json.loads(text)["fit"]["settings"]["stratified"] is True
