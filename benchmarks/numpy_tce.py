@@ -43,6 +43,7 @@ _PER_CELL = 1.0 / NM_PER_CELL_RECEPTOR
 _PARAM_ORDER = (
     "KA", "CL", "V1", "Q", "V2", "CLSS", "KCL",
     "KD_CD3", "KD_TAA", "CHI", "CD3_PER_TCELL", "TAA_PER_CELL", "STAA0", "KD_STAA", "KP", "KINT", "KDEG_STAA",
+    "TMDD_BASE", "TMDD_KSS", "TMDD_KINT",
     "T0", "KACT", "TPT50", "HILL", "KSEC", "KDEACT", "KREC", "KPROLIF", "TMAX_FOLD", "KAICD", "KHOMEO",
     "KMARG", "MARG_MAX", "KRET",
     "NORMAL0", "KGROW", "KKILL", "KKILL_NORMAL", "TPC50", "KNRM",
@@ -61,16 +62,17 @@ def _quadratic(x, kd3, kdt, chi, rsum, r3r):
     return a, b, c, bq, bq * bq - 4.0 * c * c * r3r
 
 
-def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, n_iter=N_NEWTON):
+def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool=0.0, kssp=1.0, n_iter=N_NEWTON):
     """Free drug (nM) of the QE balance, as :func:`qsp.components.binding.solve_free_drug` (scalar floats).
 
-    Returns ``(free, DR3, DRT, TRI, DS)``: the bound species at the returned free drug
+    Returns ``(free, DR3, DRT, TRI, DS, DP)``: the bound species at the returned free drug
     (:func:`qsp.components.binding.species_given_free`).
     """
     if not d_tot > 1e-30:
         d_tot = 1e-30
-    bb = s_tot + kds - d_tot
-    d0 = 2.0 * kds * d_tot / (bb + _sqrt(bb * bb + 4.0 * kds * d_tot))
+    kk = kssp if pool > s_tot else kds
+    bb = s_tot + pool + kk - d_tot
+    d0 = 2.0 * kk * d_tot / (bb + _sqrt(bb * bb + 4.0 * kk * d_tot))
     u = _log(d0 if d0 > 1e-30 else 1e-30)
     log_dt = _log(d_tot)
     r3r = r3_tot * rt_tot
@@ -95,11 +97,12 @@ def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, n_iter=N_NEW
         r3 = (r3_tot - tri) / a
         rt = (rt_tot - tri) / b
         kd = kds + d
-        total = d + x * r3 / kd3 + x * rt / kdt + tri + s_tot * d / kd
+        kp_d = kssp + d
+        total = d + x * r3 / kd3 + x * rt / kdt + tri + s_tot * d / kd + pool * d / kp_d
         tri_x = (2.0 * c_x * r3r - tri * (bq_x + sq_x)) / den
         r3_x = (-tri_x - r3 * a_x) / a
         rt_x = (-tri_x - rt * b_x) / b
-        dtot = 1.0 + kp * ((r3 + x * r3_x) / kd3 + (rt + x * rt_x) / kdt + tri_x) + s_tot * kds / (kd * kd)
+        dtot = 1.0 + kp * ((r3 + x * r3_x) / kd3 + (rt + x * rt_x) / kdt + tri_x) + s_tot * kds / (kd * kd) + pool * kssp / (kp_d * kp_d)
         val = _log(total) - log_dt
         slope = dtot * d / total
         step = val / (slope if slope > 1e-12 else 1e-12)
@@ -117,7 +120,7 @@ def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, n_iter=N_NEW
     tri = 2.0 * c * r3r / (bq + _sqrt(disc if disc > 0.0 else 0.0))
     r3 = (r3_tot - tri) / a
     rt = (rt_tot - tri) / b
-    return free, x * r3 / kd3, x * rt / kdt, tri, s_tot * free / (kds + free)
+    return free, x * r3 / kd3, x * rt / kdt, tri, s_tot * free / (kds + free), pool * free / (kssp + free)
 
 
 def _ramp(x, delta=RAMP_DELTA):
@@ -239,7 +242,7 @@ class NumpyTCE:
 
     def _rhs(self, t, y, pp, rate=None):
         (KA, CL, V1, Q, V2, CLSS, KCL,
-         KD3, KDT, CHI, CD3, TAA, S0, KDS, KP, KINT, KDEG_S,
+         KD3, KDT, CHI, CD3, TAA, S0, KDS, KP, KINT, KDEG_S, POOL, KSSP, KINTP,
          T0, KACT, TPT50, HILL, KSEC, KDEACT, KREC, KPROLIF, TMAX_FOLD, KAICD, KHOMEO, KMARG, MARG_MAX, KRET,
          NORMAL0, KGROW, KKILL, KKILL_NORMAL, TPC50, KNRM,
          IL6_0, KIL6, KTGT50, KEL_IL6, IL6_MONO_MAX, MONO_EC50, MONO_HILL, KMONO_ON, KMONO_OFF, KDEX, DEX_IMAX,
@@ -265,7 +268,7 @@ class NumpyTCE:
         tgt = tu + no
         r3_tot = t_cells * CD3 * NM_PER_CELL_RECEPTOR
         rt_tot = tgt * TAA * NM_PER_CELL_RECEPTOR
-        free, dr3, drt, tri, ds = free_drug(cen / V1, r3_tot, rt_tot, S0, KD3, KDT, KDS, CHI, KP)
+        free, dr3, drt, tri, ds, dp = free_drug(cen / V1, r3_tot, rt_tot, S0, KD3, KDT, KDS, CHI, KP, POOL, KSSP)
         central_free = free * V1
         tpt = tri * _PER_CELL / (t_cells if t_cells > 1e-12 else 1e-12)
         tpc = tri * _PER_CELL / (tgt if tgt > 1e-12 else 1e-12)
@@ -294,7 +297,7 @@ class NumpyTCE:
             per = yl[i_p]
             flux_p = Q / V1 * central_free - Q / V2 * per
             d_cen = d_cen - flux_p
-        d_cen = d_cen + -(KINT * (dr3 + drt + tri) + KDEG_S * ds) * V1
+        d_cen = d_cen + -(KINT * (dr3 + drt + tri) + KDEG_S * ds + KINTP * dp) * V1
         # T cells
         w = tot * _ramp(eng / tot - sig)
         rec = KREC * w * td / (eng if eng > 1e-12 else 1e-12)
@@ -332,9 +335,24 @@ class NumpyTCE:
         return np.asarray(p["IL6_0"] + x_t + p["IL6_MONO_MAX"] * mono)
 
     def central_conc(self, y, p) -> np.ndarray:
-        """Total drug in the central compartment, nM (``conc_nM``)."""
+        """Serum drug, nM (``conc_nM``): total drug of the central compartment minus the tissue target pool."""
         y = np.asarray(y, dtype=float)
-        return np.asarray(y[self._idx[1]] / p[self._v1])
+        tot = y[self._idx[1]] / p[self._v1]
+        pool = float(p["TMDD_BASE"])
+        if pool <= 0.0:
+            return np.asarray(tot)
+        flat_y = y.reshape(y.shape[0], -1)
+        flat_tot = np.ravel(tot)
+        out = np.empty_like(flat_tot)
+        for j in range(flat_tot.size):  # the pool-bound part needs the free drug of each state (QE solve)
+            yj = flat_y[:, j]
+            t_cells = sum(yj[self._idx[k]] for k in (3, 4, 5, 6))
+            tgt = yj[self._idx[8]] + yj[self._idx[9]]
+            res = free_drug(flat_tot[j], t_cells * p["CD3_PER_TCELL"] * NM_PER_CELL_RECEPTOR,
+                            tgt * p["TAA_PER_CELL"] * NM_PER_CELL_RECEPTOR, p["STAA0"], p["KD_CD3"], p["KD_TAA"],
+                            p["KD_STAA"], p["CHI"], p["KP"], pool, p["TMDD_KSS"])
+            out[j] = flat_tot[j] - res[5]
+        return out.reshape(np.shape(tot))
 
 
 def _route_vectors(nt: NumpyTCE, p):

@@ -83,18 +83,21 @@ def _check_memory_maps(n_studies: int) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--drugs", default=",".join(DEFAULT_DRUGS))
-    ap.add_argument("--patients", type=int, default=48)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--starts", type=int, default=1)
-    ap.add_argument("--max-steps", type=int, default=100)
-    ap.add_argument("--draws", type=int, default=40)
-    ap.add_argument("--leave-out", default="")
+    ap.add_argument("--drugs", default=",".join(DEFAULT_DRUGS), help="comma-separated drugs of the joint fit")
+    ap.add_argument("--patients", type=int, default=48, help="virtual patients per study (default 48)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the fixed virtual populations (default 1)")
+    ap.add_argument("--starts", type=int, default=1, help="L-BFGS starts (the first at the prior median)")
+    ap.add_argument("--max-steps", type=int, default=100, help="L-BFGS steps per start (default 100)")
+    ap.add_argument("--draws", type=int, default=40,
+                    help="Laplace draws for the predicted medians and 90%% intervals (default 40)")
+    ap.add_argument("--leave-out", default="",
+                    help="DRUG:KIND to hold out (e.g. elranatamab:crs, teclistamab:il6): fitted without it, "
+                         "then predicted")
     ap.add_argument("--population", choices=("stratified", "plain"), default="stratified",
                     help="virtual patients per study: stratified (default; Latin-hypercube draws, "
                          "qsp.population.stratify_draws) or plain draws. Measured with the 24-patient fit's "
                          "parameters (calibration/check_fresh.py): MajesTEC-1 CRS after step-up dose 1 on two "
-                         "48-patient populations 56.2 / 47.2% plain, 46.8 / 43.6% stratified; 47.8% on 200 plain")
+                         "48-patient populations 56.2 / 47.2%% plain, 46.8 / 43.6%% stratified; 47.8%% on 200 plain")
     ap.add_argument("--iiv", default="OMEGA_KIL6,CRS_OMEGA",
                     help="IIV SDs to fit as class parameters (default OMEGA_KIL6,CRS_OMEGA: the spread of IL-6 "
                          "production and of CRS sensitivity; 'none' keeps every omega at its assumed value)")

@@ -34,6 +34,7 @@ CARD_UNITS = {
     "KGROW": "1/day", "F": "fraction", "ADA_PROB": "fraction", "KD_CD3": "nM", "KD_TAA": "nM", "KD_STAA": "nM",
     "STAA0": "nM", "CD3_PER_TCELL": "receptors/cell", "TAA_PER_CELL": "receptors/cell", "T0": "cells/uL",
     "TUMOR0": "cells/uL", "NORMAL0": "cells/uL", "ADA_ONSET": "days",
+    "TMDD_BASE": "nM", "TMDD_KSS": "nM", "TMDD_KINT": "1/day",
 }
 BASE_REQUIRED = ("CL", "V1", "KD_CD3", "KD_TAA", "CD3_PER_TCELL", "TAA_PER_CELL", "T0", "TUMOR0", "NORMAL0",
                  "KGROW", "ADA_PROB", "ADA_ONSET")

@@ -1,7 +1,7 @@
 """The mechanistic TCE model: SC/IV PK + trimer binding + T cells + targets + IL-6 + ADA.
 
 Time unit: day. Amount unit: nmol (doses in mg, mg/kg, ug/m2, ug/day are converted with the drug's
-molecular weight). Concentration outputs: ``conc_ug_per_ml`` (total drug, ``nM * MW * 1e-6``),
+molecular weight). Concentration outputs: ``conc_ug_per_ml`` (serum drug: total minus the tissue target pool, ``nM * MW * 1e-6``),
 ``il6_pg_per_ml``, ``blood_t_cells_per_ul``, trimers per cell, activated T fraction, target cells,
 ADA titre.
 
@@ -28,18 +28,24 @@ BINDING_FORMS = ("qe", "full")
 
 
 class DrugOutputs(Component):
-    """Total drug concentration in ug/mL: ``conc = total_nM * MW[g/mol] * 1e-6``."""
+    """Serum drug concentration in ug/mL: ``conc = serum_nM * MW[g/mol] * 1e-6``.
+
+    ``serum_nM`` is the total drug of the central volume (free, cell-bound, soluble-target-bound) minus the drug
+    bound to the tissue target pool (``TMDD_BASE``; :mod:`qsp.components.binding`), which is not in serum.
+    Without a pool it is the total drug.
+    """
 
     name = "drug_outputs"
     states = ()
 
     def __init__(self, mw_g_per_mol: float, source: str = "data/drugs.csv"):
         self.params = (Param("MW", mw_g_per_mol, "g/mol", "molecular weight", source),)
-        self.outputs = (Output("conc_ug_per_ml", "ug/mL", "total drug concentration in serum"),
-                        Output("conc_nM", "nM", "total drug concentration in serum"))
+        self.outputs = (Output("conc_ug_per_ml", "ug/mL", "drug concentration in serum (total minus tissue pool)"),
+                        Output("conc_nM", "nM", "drug concentration in serum (total minus tissue pool)"))
 
     def output_values(self, t, y, p, d):
-        return {"conc_ug_per_ml": d["total_drug_nM"] * p["MW"] * 1e-6, "conc_nM": d["total_drug_nM"]}
+        serum = d["serum_drug_nM"]
+        return {"conc_ug_per_ml": serum * p["MW"] * 1e-6, "conc_nM": serum}
 
 
 def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: float, pk: str = "2cmt",

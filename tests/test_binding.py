@@ -12,10 +12,11 @@ from qsp.regimen import Dose, Regimen
 ARGS = dict(r3_tot=0.08, rt_tot=0.05, s_tot=10.7, kd3=28.0, kdt=0.18, kds=0.18, chi=3.0, kp=0.2)
 
 
+@pytest.mark.parametrize("pool", [(0.0, 1.0), (13.6, 1.44), (40.0, 0.01)])
 @pytest.mark.parametrize("d_tot", [1e-4, 1e-2, 0.3, 3.0, 11.0, 50.0, 1e3, 1e5])
-def test_qe_solve_matches_bracketing_root(d_tot):
+def test_qe_solve_matches_bracketing_root(d_tot, pool):
     a = ARGS
-    args = (a["r3_tot"], a["rt_tot"], a["s_tot"], a["kd3"], a["kdt"], a["kds"], a["chi"], a["kp"])
+    args = (a["r3_tot"], a["rt_tot"], a["s_tot"], a["kd3"], a["kdt"], a["kds"], a["chi"], a["kp"], *pool)
     free = float(solve_free_drug(jnp.asarray(d_tot), *args))
     ref = brentq(lambda x: float(total_drug(x, *args)) - d_tot, 0.0, d_tot, xtol=1e-16, rtol=1e-14)
     assert free == pytest.approx(ref, rel=1e-9)
@@ -53,6 +54,38 @@ def test_qe_agrees_with_full_kinetics_when_binding_is_fast():
     rf = qsp.simulate(full, reg, ts, fast, covariates=cov, solver="kvaerno5", rtol=1e-8, atol=1e-11, max_steps=20000)
     assert int(rq.status) == 0 and int(rf.status) == 0
     for name in ("conc_nM", "trimer_nM", "il6_pg_per_ml"):
+        a, b = rq[name][1:], rf[name][1:]
+        rel = np.abs(a - b) / np.maximum(np.abs(a), 1e-12)
+        assert rel.max() < 0.01, (name, rel.max())
+
+
+def test_tissue_pool_alone_is_the_popk_qss_free_concentration():
+    """No cells, no soluble target: the free drug is Gibiansky's QSS solution (Li et al. 2025 Fig. S1)."""
+    base, kss = 13.6, 1.44
+    for ctot in np.logspace(-5, 3, 17):
+        a = ctot - base - kss
+        ref = 2 * kss * ctot / (np.sqrt(a * a + 4 * kss * ctot) - a)
+        free = float(solve_free_drug(jnp.asarray(ctot), 0.0, 0.0, 0.0, 28.0, 1.0, 1.0, 3.0, 0.2, base, kss))
+        assert free == pytest.approx(ref, rel=1e-9)
+        sp = species_given_free(free, 0.0, 0.0, 0.0, 28.0, 1.0, 1.0, 3.0, 0.2, base, kss)
+        assert float(sp["D"] + sp["DP"]) == pytest.approx(ctot, rel=1e-9)
+    # at low concentration ~90% of the drug sits in the pool
+    low = float(solve_free_drug(jnp.asarray(1e-4), 0.0, 0.0, 0.0, 28.0, 1.0, 1.0, 3.0, 0.2, base, kss))
+    assert low / 1e-4 == pytest.approx(kss / (kss + base), rel=1e-3)
+
+
+def test_qe_agrees_with_full_kinetics_with_a_tissue_pool():
+    card = load_card("epcoritamab")
+    assert card.values()["TMDD_BASE"] > 0
+    qe, full = card.model(binding="qe"), card.model(binding="full")
+    reg = Regimen((Dose(0, 0.16, "mg", "SC"), Dose(7, 0.8, "mg", "SC")), "day")
+    ts = np.linspace(0, 10, 10 * 12 + 1)
+    fast = {"KON_CD3": 2000.0, "KON_TAA": 2000.0, "KON_STAA": 2000.0, "KON_POOL": 2000.0}
+    cov = card.covariates()
+    rq = qsp.simulate(qe, reg, ts, covariates=cov, rtol=1e-8, atol=1e-11)
+    rf = qsp.simulate(full, reg, ts, fast, covariates=cov, solver="kvaerno5", rtol=1e-8, atol=1e-11, max_steps=20000)
+    assert int(rq.status) == 0 and int(rf.status) == 0
+    for name in ("conc_nM", "free_drug_nM", "trimer_nM"):
         a, b = rq[name][1:], rf[name][1:]
         rel = np.abs(a - b) / np.maximum(np.abs(a), 1e-12)
         assert rel.max() < 0.01, (name, rel.max())

@@ -42,3 +42,15 @@ def test_profile_script_refuses_a_parameter_the_fit_did_not_fit(calibrated_fit, 
     write_fit(fit, tmp_path / "fit")
     with pytest.raises(SystemExit, match="KIL6 not class parameters of this fit; allowed: CRS_THETA1, CRS_BETA"):
         _script("profile_map").main(["--fit", str(tmp_path / "fit"), "--params", "KIL6"])
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "calibration").glob("*.py")))
+def test_every_calibration_script_prints_its_help(name):
+    """``--help`` lists the options (fit_map's crashed on a bare '%' in a help text)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "calibration" / f"{name}.py"), "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "usage:" in out.stdout and "--" in out.stdout

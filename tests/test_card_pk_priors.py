@@ -36,6 +36,12 @@ def val(drug: str, parameter: str) -> float:
     return float(r.value) * TO_PER_DAY[r.unit]
 
 
+def _ug_per_ml_to_nm(parameter: str) -> float:
+    r = row("epcoritamab", parameter)
+    assert r.unit == "ug/mL"
+    return float(r.value) * 1e3 / (load_card("epcoritamab").drug["mw_kda"] * 1e3) * 1e3
+
+
 def female_factor(drug: str, parameter: str) -> float:
     m = re.search(r"female x\(1 - ([0-9.]+)\)", row(drug, parameter).covariates_and_notes)
     assert m, (drug, parameter)
@@ -70,6 +76,10 @@ EXPECTED = {
         "V2": (lambda: _epco("V2_over_F"), ["V2_over_F"]),
         "Q": (lambda: _epco("Q_over_F"), ["Q_over_F"]),
         "KA": (lambda: val("epcoritamab", "KA"), ["KA"]),
+        # the QSS-TMDD pool: ug/mL -> nM with the card's molecular weight (a concentration: no F)
+        "TMDD_BASE": (lambda: _ug_per_ml_to_nm("TMDD_BASE"), ["TMDD_BASE"]),
+        "TMDD_KSS": (lambda: _ug_per_ml_to_nm("TMDD_KSS"), ["TMDD_KSS"]),
+        "TMDD_KINT": (lambda: val("epcoritamab", "TMDD_KINT"), ["TMDD_KINT"]),
     },
     "mosunetuzumab": {
         "CL": (lambda: val("mosunetuzumab", "CLbase"), ["CLbase"]),
@@ -192,3 +202,61 @@ def test_uncarried_covariates_are_listed():
             assert w in src, (drug, key, w)
     assert "albumin" in load_card("mosunetuzumab").sources()["CL"]
     assert "age" in load_card("elranatamab").sources()["KA"]
+
+
+def _li2025_typical_free_conc(doses, ts):
+    """Li et al. Clin Pharmacokinet 2025 typical epcoritamab (75 kg, 65 y): free concentration (ug/mL), SC doses in mg.
+
+    Written from the published equations (2-cmt, first-order absorption, QSS TMDD with constant target;
+    Table 2 values from data/poppk_typical.csv), solved with SciPy: an independent check of the card.
+    """
+    from scipy.integrate import solve_ivp
+    import numpy as np
+
+    cl, q, vc, vp, ka = (val("epcoritamab", k) for k in ("CL_over_F", "Q_over_F", "V1_over_F", "V2_over_F", "KA"))
+    base, kss, kint = (val("epcoritamab", k) if row("epcoritamab", k).unit != "ug/mL" else float(row("epcoritamab", k).value)
+                       for k in ("TMDD_BASE", "TMDD_KSS", "TMDD_KINT"))
+
+    def free(ctot):
+        a = ctot - base - kss
+        return 2 * kss * ctot / (np.sqrt(a * a + 4 * kss * ctot) - a)
+
+    def rhs(t, y):
+        dep, cen, per = y
+        c = free(max(cen, 0.0) / vc)
+        return [-ka * dep, ka * dep - (cl + q) * c + q / vp * per - kint * base * c * vc / (kss + c), q * c - q / vp * per]
+
+    y = np.zeros(3)
+    out = np.zeros_like(ts)
+    times = [t for t, _ in doses] + [ts[-1] + 1.0]
+    for i, (td, amt) in enumerate(doses):
+        y[0] += amt
+        m = (ts >= td) & (ts < times[i + 1])
+        sol = solve_ivp(rhs, (td, times[i + 1]), y, t_eval=ts[m], rtol=1e-10, atol=1e-14, method="LSODA",
+                        dense_output=True)
+        out[m] = free(sol.y[1] / vc)
+        y = sol.sol(times[i + 1]).copy()
+    return out
+
+
+def test_epcoritamab_serum_concentration_follows_the_published_popk():
+    """The card's serum concentration is the popPK typical free concentration over the label step-up and
+    the first weekly full doses (cell binding and T-cell dynamics add little: within 5%)."""
+    import numpy as np
+    import qsp
+
+    card = load_card("epcoritamab")
+    reg = card.regimen().expanded()
+    doses = [(float(d.time), float(d.amount)) for d in reg.doses if d.time <= 28.0]
+    assert {d.unit for d in reg.doses} == {"mg"} and [a for _, a in doses[:3]] == [0.16, 0.8, 48.0]
+    ts = np.linspace(0.25, 35.0, 140)
+    res = qsp.simulate(card.model(), reg, ts, covariates=card.covariates())
+    ref = _li2025_typical_free_conc([d for d in doses], ts)
+    got = np.asarray(res["conc_ug_per_ml"])
+    m = ts <= 35.0
+    ratio = got[m] / ref[m]
+    assert np.all(np.abs(ratio - 1.0) < 0.05), (ratio.min(), ratio.max())
+    # without the pool, the step-up concentrations are several-fold higher (why the pool is there)
+    nopool = np.asarray(qsp.simulate(card.model(), reg, ts, {"TMDD_BASE": 0.0}, covariates=card.covariates())["conc_ug_per_ml"])
+    early = ts < 14.0
+    assert np.median(nopool[early] / ref[early]) > 3.0

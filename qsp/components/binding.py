@@ -29,6 +29,16 @@ and receptors change: ``koff + kon*(D + R) >> max(KA, CL/V1, cell turnover)``. I
 slow-dissociating high-affinity arms at low drug (TMDD onset), and during fast IV boluses before the
 arms have equilibrated (minutes).
 
+Tissue target pool (quasi-steady-state TMDD of a population-PK model): ``DP = TMDD_BASE D / (TMDD_KSS + D)``,
+drug bound to a constant total target ``TMDD_BASE`` (nM of binding sites per central volume) that stands for the
+lymphoid-tissue CD3/target-antigen pool the blood cells above do not carry, internalized at ``TMDD_KINT``
+(Gibiansky et al. J Pharmacokinet Pharmacodyn 2008;35:573 QSS approximation; epcoritamab: Li et al. Clin
+Pharmacokinet 2025;64:127, BASE 2.03 ug/mL, KSS 0.214 ug/mL, kint 0.0278 /day). Why it is here: with blood cells
+as the only binding sites (0.1-0.2 nM of CD20 and CD3) the model could not give epcoritamab's low step-up
+concentrations (5-10-fold above the published popPK median at 0.16 and 0.8 mg); the published QSS pool (13.6 nM)
+binds ~90% of the drug at low concentrations. Pool-bound drug is not in serum: the concentration outputs are
+total drug minus ``DP``. ``TMDD_BASE = 0`` (the default) switches the pool off.
+
 Receptor totals (nM) from cell densities: ``R_tot = cells_per_uL * receptors_per_cell * 1e15 / N_A``.
 Reports trimers per target cell and per T cell. Activation needs only tens of trimers per cell
 (Li et al. Clin Pharmacol Ther 2022: ~24 per target cell for epcoritamab).
@@ -61,42 +71,47 @@ def trimer_given_free(d, r3_tot, rt_tot, kd3, kdt, chi):
     return tri, r3, rt
 
 
-def species_given_free(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0):
+def species_given_free(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0, pool=0.0, kss_pool=1.0):
     """All bound species for free serum drug ``d``: dict of nM concentrations.
 
-    Cell receptors see the free drug of the binding site, ``kp * d`` (partition coefficient KP).
+    Cell receptors see the free drug of the binding site, ``kp * d`` (partition coefficient KP); the soluble
+    target and the tissue target pool (``pool`` nM, QSS constant ``kss_pool`` nM) see the serum free drug.
     """
     ds = kp * d
     tri, r3, rt = trimer_given_free(ds, r3_tot, rt_tot, kd3, kdt, chi)
     return {"D": d, "DR3": ds * r3 / kd3, "DRT": ds * rt / kdt, "TRI": tri, "DS": s_tot * d / (kds + d),
-            "R3": r3, "RT": rt}
+            "DP": pool * d / (kss_pool + d), "R3": r3, "RT": rt}
 
 
-def total_drug(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0):
-    s = species_given_free(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp)
-    return s["D"] + s["DR3"] + s["DRT"] + s["TRI"] + s["DS"]
+def total_drug(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0, pool=0.0, kss_pool=1.0):
+    s = species_given_free(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool, kss_pool)
+    return s["D"] + s["DR3"] + s["DRT"] + s["TRI"] + s["DS"] + s["DP"]
 
 
-def solve_free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0, n_iter: int = N_NEWTON):
+def solve_free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0, pool=0.0, kss_pool=1.0,
+                    n_iter: int = N_NEWTON):
     """Free drug (nM) with ``total_drug(D) = d_tot``: QE solve (Newton in log D, fixed iterations).
 
     Derivatives (forward and reverse mode) come from the implicit function theorem at the solution,
     ``dD = (d d_tot - dF/dtheta . dtheta) / (dF/dD)`` with ``F = total_drug``, not from differentiating
     through the Newton iterations: exact at convergence and several times cheaper in reverse mode.
     """
-    return _free_drug_implicit(int(n_iter), d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp)
+    return _free_drug_implicit(int(n_iter), d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool, kss_pool)
 
 
-def _newton_free_drug(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp):
+def _newton_free_drug(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool=0.0, kss_pool=1.0):
     d_tot = jnp.maximum(d_tot, 1e-30)
-    # Start: exact solution with the soluble sink only: D^2 + (S + K - Dt) D - K Dt = 0.
-    bb = s_tot + kds - d_tot
-    d0 = 2.0 * kds * d_tot / (bb + jnp.sqrt(bb * bb + 4.0 * kds * d_tot))
+    # Start: exact solution with one saturable sink, D^2 + (S + K - Dt) D - K Dt = 0, where S is the soluble
+    # target plus the tissue pool and K the constant of the larger of the two.
+    sk = s_tot + pool
+    kk = jnp.where(pool > s_tot, kss_pool, kds)
+    bb = sk + kk - d_tot
+    d0 = 2.0 * kk * d_tot / (bb + jnp.sqrt(bb * bb + 4.0 * kk * d_tot))
     u = jnp.log(jnp.maximum(d0, 1e-30))
     log_dt = jnp.log(d_tot)
 
     def g(u_):
-        return jnp.log(total_drug(jnp.exp(u_), r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp)) - log_dt
+        return jnp.log(total_drug(jnp.exp(u_), r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool, kss_pool)) - log_dt
 
     for _ in range(n_iter):
         val, slope = jax.jvp(g, (u,), (jnp.ones_like(u),))
@@ -106,8 +121,8 @@ def _newton_free_drug(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, 
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _free_drug_implicit(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp):
-    return _newton_free_drug(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp)
+def _free_drug_implicit(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool, kss_pool):
+    return _newton_free_drug(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool, kss_pool)
 
 
 @_free_drug_implicit.defjvp
@@ -120,7 +135,8 @@ def _free_drug_jvp(n_iter, primals, tangents):
     return d, (dd_tot - f_theta) / f_d
 
 
-def _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, src):
+def _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, src, pool=0.0, kss_pool=1.0,
+                    kint_pool=0.0):
     return (
         Param("KD_CD3", kd3, "nM", "drug affinity for CD3 (monovalent KD)", src.get("KD_CD3", "assumed")),
         Param("KD_TAA", kdt, "nM", "drug affinity for the tumour-associated antigen", src.get("KD_TAA", "assumed")),
@@ -139,16 +155,25 @@ def _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, src):
         Param("KDEG_STAA", kdeg_s, "1/day", "elimination of soluble-target-bound drug",
               src.get("KDEG_STAA", "assumed: drug-bound soluble target is cleared with an antibody-like half-life "
                                    "(~1 week), much slower than free sBCMA")),
+        Param("TMDD_BASE", pool, "nM", "tissue target pool: constant total target of a QSS-TMDD popPK (0 = off)",
+              src.get("TMDD_BASE", "assumed: off unless a drug's population PK estimated a target-mediated pool"),
+              positive=False),
+        Param("TMDD_KSS", kss_pool, "nM", "quasi-steady-state constant of the tissue target pool",
+              src.get("TMDD_KSS", "assumed: unused while TMDD_BASE = 0")),
+        Param("TMDD_KINT", kint_pool, "1/day", "internalization of pool-bound drug",
+              src.get("TMDD_KINT", "assumed: unused while TMDD_BASE = 0"), positive=False),
     )
 
 
 class _BindingBase(Component):
     def __init__(self, *, t_states, target_states, kd3=28.0, kdt=1.0, chi=3.0, cd3=50_000.0, taa=5_000.0,
-                 s0=0.0, kds=None, kint=0.2, kdeg_s=0.1, kp=0.2, sources=None):
+                 s0=0.0, kds=None, kint=0.2, kdeg_s=0.1, kp=0.2, pool=0.0, kss_pool=1.0, kint_pool=0.0,
+                 sources=None):
         kds = kdt if kds is None else kds  # the soluble target is the shed ectodomain: same epitope
         self.t_states = tuple(t_states)
         self.target_states = tuple(target_states)
-        self.params = _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, sources or {})
+        self.params = _binding_params(kd3, kdt, chi, cd3, taa, s0, kds, kint, kdeg_s, kp, sources or {},
+                                      pool, kss_pool, kint_pool)
         self.outputs = (
             Output("free_drug_nM", "nM", "free drug concentration"),
             Output("trimer_nM", "nM", "trimer (CD3-drug-TAA) concentration"),
@@ -184,10 +209,10 @@ class _BindingBase(Component):
 class BindingQE(_BindingBase):
     """Quasi-equilibrium binding: the central state is total drug; free drug and complexes are algebraic.
 
-    Derives ``central_free`` (free amount, nmol: the PK hook), ``free_drug_nM``, ``trimer_nM``,
-    ``trimers_per_t_cell`` and ``trimers_per_target_cell``. Rates: internalization of cell-bound drug
-    (``KINT * (DR3 + DRT + TRI) * V1``) and elimination of soluble-target complexes
-    (``KDEG_STAA * DS * V1``) from the central amount.
+    Derives ``central_free`` (free amount, nmol: the PK hook), ``free_drug_nM``, ``serum_drug_nM`` (total minus
+    the tissue pool), ``trimer_nM``, ``trimers_per_t_cell`` and ``trimers_per_target_cell``. Rates:
+    internalization of cell-bound drug (``KINT * (DR3 + DRT + TRI) * V1``), elimination of soluble-target
+    complexes (``KDEG_STAA * DS * V1``) and of pool-bound drug (``TMDD_KINT * DP * V1``) from the central amount.
     """
 
     name = "binding_qe"
@@ -201,11 +226,13 @@ class BindingQE(_BindingBase):
         v1 = p[self.v1_name]
         t_cells, tgt_cells, r3, rt = self.receptor_totals(y, p)
         d_tot = y["central"] / v1
-        args = (r3, rt, p["STAA0"], p["KD_CD3"], p["KD_TAA"], p["KD_STAA"], p["CHI"], p["KP"])
+        args = (r3, rt, p["STAA0"], p["KD_CD3"], p["KD_TAA"], p["KD_STAA"], p["CHI"], p["KP"], p["TMDD_BASE"],
+                p["TMDD_KSS"])
         free = solve_free_drug(d_tot, *args)
         sp = species_given_free(free, *args)
-        return {"central_free": free * v1, "free_drug_nM": free, "total_drug_nM": d_tot, "trimer_nM": sp["TRI"], "DR3": sp["DR3"],
-                "DRT": sp["DRT"], "DS": sp["DS"], "R3_tot": r3, "RT_tot": rt, "t_cells_total": t_cells,
+        return {"central_free": free * v1, "free_drug_nM": free, "total_drug_nM": d_tot,
+                "serum_drug_nM": d_tot - sp["DP"], "trimer_nM": sp["TRI"], "DR3": sp["DR3"],
+                "DRT": sp["DRT"], "DS": sp["DS"], "DP": sp["DP"], "R3_tot": r3, "RT_tot": rt, "t_cells_total": t_cells,
                 "target_cells_total": tgt_cells, **self._per_cell(sp["TRI"], t_cells, tgt_cells)}
 
     @staticmethod
@@ -215,7 +242,8 @@ class BindingQE(_BindingBase):
 
     def rates(self, t, y, p, d):
         v1 = p[self.v1_name]
-        loss = p["KINT"] * (d["DR3"] + d["DRT"] + d["trimer_nM"]) + p["KDEG_STAA"] * d["DS"]
+        loss = (p["KINT"] * (d["DR3"] + d["DRT"] + d["trimer_nM"]) + p["KDEG_STAA"] * d["DS"]
+                + p["TMDD_KINT"] * d["DP"])
         return {"central": -loss * v1}
 
 
@@ -228,9 +256,13 @@ class BindingFull(_BindingBase):
         dDRT/dt = konT KP D rT - koffT DRT - CHI kon3 DRT r3 + koff3 TRI - KINT DRT
         dTRI/dt = CHI konT DR3 rT - koffT TRI + CHI kon3 DRT r3 - koff3 TRI - KINT TRI
         dDS/dt  = konS D s - koffS DS - KDEG_STAA DS
-        dA_c/dt += V1 (-kon3 KP D r3 + koff3 DR3 - konT KP D rT + koffT DRT - konS D s + koffS DS)
+        dDP/dt  = konP D (TMDD_BASE - DP) - konP TMDD_KSS DP - TMDD_KINT DP
+        dA_c/dt += V1 (-kon3 KP D r3 + koff3 DR3 - konT KP D rT + koffT DRT - konS D s + koffS DS
+                       - konP D (TMDD_BASE - DP) + konP TMDD_KSS DP)
 
-    with ``koff = kon * KD``; at equilibrium these reproduce the QE relations exactly.
+    with ``koff = kon * KD``; at equilibrium these reproduce the QE relations exactly (the tissue pool's up to
+    its internalization: its dissociation is written ``konP * KSS``, so its steady state has the constant
+    ``KSS + TMDD_KINT/konP``, within 0.3% of ``KSS`` for the default ``konP``).
     """
 
     name = "binding_full"
@@ -239,19 +271,22 @@ class BindingFull(_BindingBase):
         super().__init__(**kw)
         self.v1_name = v1_name
         self.states = (State("DR3", "nM", "drug-CD3 dimer"), State("DRT", "nM", "drug-target dimer"),
-                       State("TRI", "nM", "CD3-drug-target trimer"), State("DS", "nM", "drug-soluble target complex"))
+                       State("TRI", "nM", "CD3-drug-target trimer"), State("DS", "nM", "drug-soluble target complex"),
+                       State("DP", "nM", "drug bound to the tissue target pool"))
         self.params = self.params + (
             Param("KON_CD3", kon3, "1/(nM*day)", "association rate constant to CD3", "assumed"),
             Param("KON_TAA", kont, "1/(nM*day)", "association rate constant to the target", "assumed"),
             Param("KON_STAA", kons, "1/(nM*day)", "association rate constant to the soluble target", "assumed"),
+            Param("KON_POOL", kons, "1/(nM*day)", "association rate constant to the tissue target pool", "assumed"),
         )
 
     def derive(self, t, y, p, d):
         v1 = p[self.v1_name]
         t_cells, tgt_cells, r3_tot, rt_tot = self.receptor_totals(y, p)
         free = y["central"] / v1
-        total = free + y["DR3"] + y["DRT"] + y["TRI"] + y["DS"]
-        return {"free_drug_nM": free, "total_drug_nM": total, "trimer_nM": y["TRI"], "DR3": y["DR3"], "DRT": y["DRT"], "DS": y["DS"],
+        total = free + y["DR3"] + y["DRT"] + y["TRI"] + y["DS"] + y["DP"]
+        return {"free_drug_nM": free, "total_drug_nM": total, "serum_drug_nM": total - y["DP"], "trimer_nM": y["TRI"],
+                "DR3": y["DR3"], "DRT": y["DRT"], "DS": y["DS"], "DP": y["DP"],
                 "R3_tot": r3_tot, "RT_tot": rt_tot, "t_cells_total": t_cells, "target_cells_total": tgt_cells,
                 **BindingQE._per_cell(y["TRI"], t_cells, tgt_cells)}
 
@@ -268,6 +303,8 @@ class BindingFull(_BindingBase):
         b3 = kon3 * dsite * r3 - koff3 * y["DR3"]
         bt = kont * dsite * rt - kofft * y["DRT"]
         bs = kons * dd * s - koffs * y["DS"]
+        konp = p["KON_POOL"]
+        bp = konp * dd * (p["TMDD_BASE"] - y["DP"]) - konp * p["TMDD_KSS"] * y["DP"]
         t_from_3 = chi * kont * y["DR3"] * rt - kofft * y["TRI"]
         t_from_t = chi * kon3 * y["DRT"] * r3 - koff3 * y["TRI"]
         return {
@@ -275,5 +312,6 @@ class BindingFull(_BindingBase):
             "DRT": bt - t_from_t - kint * y["DRT"],
             "TRI": t_from_3 + t_from_t - kint * y["TRI"],
             "DS": bs - p["KDEG_STAA"] * y["DS"],
-            "central": v1 * (-b3 - bt - bs),
+            "DP": bp - p["TMDD_KINT"] * y["DP"],
+            "central": v1 * (-b3 - bt - bs - bp),
         }
