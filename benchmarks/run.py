@@ -74,10 +74,10 @@ def scenario(n: int, seed: int):
     return card, model, ref, pop, card.regimen(until_day=DAYS)
 
 
-def scipy_patient(nt: NumpyTCE, p: dict, ev_row: dict, ts, dose_t, k: int):
+def scipy_patient(nt: NumpyTCE, p: dict, ev_row: dict, ts, dose_t, k: int, rtol: float = RTOL, atol: float = ATOL):
     """One patient with SciPy: daily IL-6 and concentration, per-dose IL-6 peaks (same definition as qsp.crs)."""
     ev = EventArrays(**{f: np.asarray(v) for f, v in ev_row.items()})
-    sol = solve_patient(nt, p, ev, ts, rtol=RTOL, atol=ATOL, method="LSODA")
+    sol = solve_patient(nt, p, ev, ts, rtol=rtol, atol=atol, method="LSODA")
     # The engine's per-segment sample grid: K points over each integration segment [a, b], each segment's own
     # interpolant (post-jump state at a, left limit at b); a segment belongs to the dose window of its start.
     frac = np.linspace(0.0, 1.0, k)
@@ -100,19 +100,48 @@ def rel_err(a, b) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
 
 
-def time_engine(model, reg, pop, ref, repeats: int, loop: str = "segments"):
+def time_engine(model, reg, pop, ref, repeats: int, loop: str = "segments", peer=None):
+    """Median engine time over ``repeats`` runs after a first (compiling) call. With ``peer`` (a callable
+    running the compiled peer, already compiled), the peer is timed in the same loop, interleaved
+    (engine, peer, engine, peer, ...), and its run times are returned too."""
     kw = dict(days=DAYS, follow_up_days=0.0, rtol=RTOL, atol=ATOL, out_names=("il6_pg_per_ml", "conc_nM"), loop=loop)
     t = time.perf_counter()
     first = run_trial(model, reg, pop, ref, **kw)
     t_first = time.perf_counter() - t
-    runs, res = [], first
+    runs, peer_runs, res, peer_out = [], [], first, None
     for _ in range(repeats):
         t = time.perf_counter()
         res = run_trial(model, reg, pop, ref, **kw)
         runs.append(time.perf_counter() - t)
+        if peer is not None:
+            t = time.perf_counter()
+            peer_out = peer()
+            peer_runs.append(time.perf_counter() - t)
     steady_chunk = statistics.median([res.timings["first_chunk_s"]])
     compile_s = max(first.timings["first_chunk_s"] - steady_chunk, 0.0)
-    return res, statistics.median(runs), runs, compile_s, t_first
+    return res, statistics.median(runs), runs, compile_s, t_first, peer_runs, peer_out
+
+
+def make_peer(model, reg, pop, ref, m: int):
+    """The compiled peer (benchmarks/numba_tce.py) on the first ``m`` patients: a callable (compiled here,
+    first-call time returned apart) and its inputs."""
+    from numba_tce import NumbaPeer
+    from qsp.trial import dose_schedule
+
+    sub = pop.subset(np.arange(m))
+    ev = population_events(model, reg, sub, ref)
+    typ = model.params({})
+    params = {k: (np.asarray(sub.params[k], float) if k in sub.params else float(v)) for k, v in typ.items()}
+    ts = np.linspace(0.0, DAYS, int(DAYS) + 1)
+    dose_t = dose_schedule(reg, DAYS).time.to_numpy(float)
+    t = time.perf_counter()
+    peer = NumbaPeer(model)
+
+    def run():
+        return peer.run(params, ev, ts, dose_t, SEG_POINTS, rtol=RTOL, atol=ATOL)
+
+    run()
+    return run, time.perf_counter() - t
 
 
 def compare_loops(model, reg, pop, ref, repeats: int) -> dict:
@@ -193,6 +222,40 @@ def time_gradient(model, reg, pop, ref, n: int, repeats: int):
     return out
 
 
+def time_objective(drug: str, patients: int, repeats: int) -> dict:
+    """The calibration objective of one drug (the shipped fit's parameter layout: its class and drug parameters
+    and deviations, from data/calibrated/tce_map.json; ``patients`` Latin-hypercube virtual patients per study):
+    median seconds of ``-log posterior`` and of its ``value_and_grad`` (reverse mode through every study's
+    batched solve), compile time apart."""
+    from qsp.calibrate.likelihood import build_problem, neg_log_posterior_flat
+    from qsp.calibrate.space import ParameterSpace
+    from qsp.io.resources import data_root
+
+    settings = json.loads((data_root() / "calibrated" / "tce_map.json").read_text())["fit"]["settings"]
+    space = ParameterSpace({drug: load_card(drug).model()}, class_params=tuple(settings["class_params"]),
+                           drug_params=tuple(settings["drug_params"]),
+                           deviations={k: float(v) for k, v in settings["deviations"].items()})
+    prob = build_problem(space, patients=patients, seed=1, stratified=True)
+    f, x0, _ = neg_log_posterior_flat(prob)
+    x0 = jnp.asarray(x0)
+    out = {"drug": drug, "patients_per_study": patients, "studies": [s.study_id for s in prob.studies],
+           "parameters": int(x0.size)}
+    for name, fn in (("value", jax.jit(f)), ("value_and_grad", jax.jit(jax.value_and_grad(f)))):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(x0))
+        out[f"{name}_first_s"] = time.perf_counter() - t
+        runs = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            r = jax.block_until_ready(fn(x0))
+            runs.append(time.perf_counter() - t)
+        out[f"{name}_s"] = statistics.median(runs)
+        if name == "value_and_grad":
+            out["gradient_finite"] = bool(np.all(np.isfinite(np.asarray(r[1]))))
+    out["ratio"] = out["value_and_grad_s"] / out["value_s"]
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description="Engine vs SciPy LSODA on the teclistamab label scenario.")
     ap.add_argument("--patients", type=int, default=1000, help="engine population size")
@@ -203,14 +266,24 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--loop", choices=("segments", "whole"), default="segments",
                     help="the engine's integration loop (qsp.simulate.LOOPS) for the timings above")
+    ap.add_argument("--peer-patients", type=int, default=0,
+                    help="patients solved by the compiled peer (numba + numbalsoda LSODA, prange over the cores; "
+                         "benchmarks/numba_tce.py, the bench extra), timed interleaved with the engine (0: skip)")
+    ap.add_argument("--objective-drug", default="",
+                    help="also time the calibration objective of this drug and its gradient (objective key)")
+    ap.add_argument("--objective-patients", type=int, default=48, help="virtual patients per study for that timing")
     ap.add_argument("--compare-loops", action="store_true",
                     help="also time both integration loops interleaved on the same patients (loop_comparison)")
     a = ap.parse_args(argv)
-    if a.patients < 1 or a.scipy_patients < 0 or a.grad_patients < 0 or a.repeats < 1:
-        ap.error("--patients and --repeats must be >= 1; --scipy-patients and --grad-patients >= 0")
+    if a.patients < 1 or a.scipy_patients < 0 or a.grad_patients < 0 or a.peer_patients < 0 or a.repeats < 1:
+        ap.error("--patients and --repeats must be >= 1; --scipy-patients, --peer-patients and --grad-patients >= 0")
 
     card, model, ref, pop, reg = scenario(a.patients, a.seed)
-    res, eng_s, eng_runs, compile_s, first_s = time_engine(model, reg, pop, ref, a.repeats, a.loop)
+    peer, peer_first = None, None
+    if a.peer_patients:
+        peer, peer_first = make_peer(model, reg, pop, ref, min(a.peer_patients, a.patients))
+    res, eng_s, eng_runs, compile_s, first_s, peer_runs, peer_out = time_engine(model, reg, pop, ref, a.repeats,
+                                                                                a.loop, peer)
     ok = res.ok
     out = {
         "scenario": f"{DRUG} label step-up regimen + label premedication, {DAYS:g} days, daily outputs, per-dose "
@@ -221,6 +294,21 @@ def main(argv=None) -> dict:
         "compile_s": compile_s, "engine_first_call_s": first_s, "engine_failed_patients": int((~ok).sum()),
         "engine_mean_steps": float(res.n_steps.mean()), "engine_max_steps": int(res.n_steps.max()),
     }
+    if peer is not None:
+        m = min(a.peer_patients, a.patients)
+        il6, conc, peak, st = peer_out
+        good = ok[:m] & (st == 0)
+        peer_ms = 1e3 * statistics.median(peer_runs) / m
+        out.update({
+            "peer_patients": m, "compiled_peer_first_call_s": peer_first, "compiled_peer_runs_s": peer_runs,
+            "compiled_peer_ms_per_patient": peer_ms,
+            "speedup_vs_compiled_peer": peer_ms / out["engine_ms_per_patient"],
+            "compiled_peer_agreement": {
+                "il6_daily_max_rel": rel_err(res.outputs["il6_pg_per_ml"][:m][good], il6[good]),
+                "conc_daily_max_rel": rel_err(res.outputs["conc_nM"][:m][good][:, 1:], conc[good][:, 1:]),
+                "il6_peak_max_rel": rel_err(res.crs["il6_peak"][:m][good], peak[good]),
+                "peer_failed_patients": int((st != 0).sum())},
+        })
     if a.scipy_patients:
         m = min(a.scipy_patients, a.patients)
         nt = NumpyTCE(model)
@@ -250,6 +338,8 @@ def main(argv=None) -> dict:
         g = time_gradient(model, reg, pop, ref, min(a.grad_patients, a.patients), a.repeats)
         out["gradient"] = g
         out["grad_to_forward_ratio"] = g["ratio"]
+    if a.objective_drug:
+        out["objective"] = time_objective(a.objective_drug, a.objective_patients, a.repeats)
     out["peak_memory_mb"] = peak_rss_mb()
     text = json.dumps(out, indent=2)
     print(text)
