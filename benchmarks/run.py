@@ -47,7 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from numpy_tce import NumpyTCE, solve_patient  # noqa: E402
 
 DRUG, DAYS, RTOL, ATOL = "teclistamab", 35.0, 1e-6, 1e-9
-GRAD_CHECKPOINTS = 128  # steps stored per segment in reverse mode (more than any segment takes: no recomputation)
+# reverse mode: steps stored per solve, more than any solve takes (no recomputation): a dose segment takes < 128
+# steps; the whole-horizon loop's single solve per patient ~150-400 on this scenario
+GRAD_CHECKPOINTS = {"segments": 128, "whole": 512}
 
 
 def peak_rss_mb() -> float:
@@ -172,7 +174,7 @@ def compare_loops(model, reg, pop, ref, repeats: int) -> dict:
     return out
 
 
-def time_gradient(model, reg, pop, ref, n: int, repeats: int):
+def time_gradient(model, reg, pop, ref, n: int, repeats: int, loop: str = "segments"):
     """Reverse-mode gradient of mean P(CRS >= 2 after dose 1) w.r.t. all parameters vs one forward solve."""
     sub = pop.subset(np.arange(n))
     typ = model.params({})
@@ -185,7 +187,7 @@ def time_gradient(model, reg, pop, ref, n: int, repeats: int):
     ts = jnp.linspace(0.0, DAYS, int(DAYS) + 1)
     eta = jnp.asarray(sub.covariates.eta_crs.to_numpy(float))
     tcr = jnp.asarray(sub.covariates.prior_tcr.to_numpy(float))
-    cfg = SolverConfig(rtol=RTOL, atol=ATOL, checkpoints=GRAD_CHECKPOINTS)
+    cfg = SolverConfig(rtol=RTOL, atol=ATOL, checkpoints=GRAD_CHECKPOINTS[loop], loop=loop)
     batch = patient_batch_fn(model, cfg, SEG_POINTS, ("il6_pg_per_ml",))
 
     def f(theta_model, theta_crs):
@@ -335,7 +337,7 @@ def main(argv=None) -> dict:
     if a.compare_loops:
         out["loop_comparison"] = compare_loops(model, reg, pop, ref, a.repeats)
     if a.grad_patients:
-        g = time_gradient(model, reg, pop, ref, min(a.grad_patients, a.patients), a.repeats)
+        g = time_gradient(model, reg, pop, ref, min(a.grad_patients, a.patients), a.repeats, a.loop)
         out["gradient"] = g
         out["grad_to_forward_ratio"] = g["ratio"]
     if a.objective_drug:

@@ -33,3 +33,13 @@ def test_library_module_imports_no_app_module(mod):
 def test_premedication_policy_imports_no_model():
     imported = _imports(QSP / "premedication.py")
     assert imported <= {"__future__", "errors", "regimen"}, imported
+
+
+def test_only_the_cli_imports_the_optimizer():
+    """qsp.optimize sits on top: no engine, calibration or application module below it imports it."""
+    for path in QSP.rglob("*.py"):
+        rel = path.relative_to(QSP).parts
+        if rel[0] in ("optimize", "cli"):
+            continue
+        mods = _imports(path)
+        assert not any(m == "optimize" or m.startswith("optimize.") or m.startswith("qsp.optimize") for m in mods), path
