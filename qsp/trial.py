@@ -246,35 +246,37 @@ def _pad_rows(a, n):
     return np.concatenate([a, np.repeat(a[-1:], n - a.shape[0], axis=0)])
 
 
-def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covariates, *, days: float = 35.0,
-              outputs_per_day: int = 1, seg_points: int = SEG_POINTS, chunk_size: int = DEFAULT_CHUNK,
-              crs: Mapping[str, float] | None = None, params: Mapping | None = None, solver: str = "tsit5",
-              rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096, progress: bool = False,
-              out_names: Sequence[str] = BAND_OUTPUTS, devices: int | None = None,
-              follow_up_days: float = 7.0, loop: str = "segments") -> TrialResult:
-    """Simulate every patient of ``pop`` on ``regimen`` for ``days`` days, with CRS per dose.
+@dataclass
+class TrialInputs:
+    """Everything one batched trial call takes, built once (:func:`prepare_trial`): the solver settings, the
+    regimen cut to the reported days, the dose table, output times, dose times and mask, CRS parameters,
+    per-patient parameters (name -> (N,)), per-patient events, CRS sensitivities and prior-TCR flags."""
 
-    Args:
-        ref: the reference covariates (the card's patient; weight scaling of doses and allometry).
-        outputs_per_day: output grid density for the time courses (1 = daily).
-        seg_points: samples per integration segment for per-dose IL-6 peaks and onset.
-        chunk_size: patients per compiled call (memory bound); the last chunk is padded.
-        params: scalar overrides of typical values (a parameter with IIV keeps each patient's deviation:
-            its values are scaled by new / old typical value), or per-patient arrays (replace the population's).
-        progress: show a progress bar (stderr) over chunks.
-        follow_up_days: the horizon is extended (if needed) to this long after the last dose given within
-            ``days``, so the last dose's CRS window is not cut short.
-        loop: the integration loop (:data:`qsp.simulate.LOOPS`): ``segments`` (one solve per segment between
-            events) or ``whole`` (one solve per patient over its horizon, :mod:`qsp.whole_horizon`; a
-            regimen with resets takes the segmented loop).
-    """
+    cfg: SolverConfig
+    regimen: Regimen
+    doses: pd.DataFrame
+    ts: np.ndarray
+    dose_t: np.ndarray
+    dose_mask: np.ndarray
+    crs: dict
+    params: dict
+    events: EventArrays
+    eta: np.ndarray
+    prior_tcr: np.ndarray
+
+
+def prepare_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covariates, *, days: float = 35.0,
+                  outputs_per_day: int = 1, crs: Mapping[str, float] | None = None, params: Mapping | None = None,
+                  solver: str = "tsit5", rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096,
+                  out_names: Sequence[str] = BAND_OUTPUTS, follow_up_days: float = 7.0,
+                  loop: str = "segments") -> TrialInputs:
+    """The inputs of :func:`run_trial`'s batched call (arguments as there), checked; no solve. The optimizer
+    (:mod:`qsp.optimize`) differentiates :func:`patient_batch_fn` on them."""
     if not (isinstance(days, (int, float)) and days > 0):
         raise InputError(f"days must be a positive number, got {days!r}", field="days")
     if not (isinstance(outputs_per_day, int) and outputs_per_day >= 1):
         raise InputError(f"outputs_per_day must be a positive integer, got {outputs_per_day!r}",
                          field="outputs_per_day")
-    if not (isinstance(chunk_size, int) and chunk_size >= 1):
-        raise InputError(f"chunk_size must be a positive integer, got {chunk_size!r}", field="chunk_size")
     unknown = [k for k in out_names if k not in model.output_info]
     if unknown:
         raise InputError(f"unknown output(s) {unknown}; allowed: {', '.join(model.output_info)}", field="outputs")
@@ -307,6 +309,39 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
     cfg = _loop_for(cfg, ev)  # resets: the segmented loop
     eta = pop.covariates["eta_crs"].to_numpy(float)
     tcr = pop.covariates["prior_tcr"].to_numpy(float)
+
+    return TrialInputs(cfg, regimen, doses, ts, dose_t, dose_mask, c, pb, ev, eta, tcr)
+
+
+def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covariates, *, days: float = 35.0,
+              outputs_per_day: int = 1, seg_points: int = SEG_POINTS, chunk_size: int = DEFAULT_CHUNK,
+              crs: Mapping[str, float] | None = None, params: Mapping | None = None, solver: str = "tsit5",
+              rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096, progress: bool = False,
+              out_names: Sequence[str] = BAND_OUTPUTS, devices: int | None = None,
+              follow_up_days: float = 7.0, loop: str = "segments") -> TrialResult:
+    """Simulate every patient of ``pop`` on ``regimen`` for ``days`` days, with CRS per dose.
+
+    Args:
+        ref: the reference covariates (the card's patient; weight scaling of doses and allometry).
+        outputs_per_day: output grid density for the time courses (1 = daily).
+        seg_points: samples per integration segment for per-dose IL-6 peaks and onset.
+        chunk_size: patients per compiled call (memory bound); the last chunk is padded.
+        params: scalar overrides of typical values (a parameter with IIV keeps each patient's deviation:
+            its values are scaled by new / old typical value), or per-patient arrays (replace the population's).
+        progress: show a progress bar (stderr) over chunks.
+        follow_up_days: the horizon is extended (if needed) to this long after the last dose given within
+            ``days``, so the last dose's CRS window is not cut short.
+        loop: the integration loop (:data:`qsp.simulate.LOOPS`): ``segments`` (one solve per segment between
+            events) or ``whole`` (one solve per patient over its horizon, :mod:`qsp.whole_horizon`; a
+            regimen with resets takes the segmented loop).
+    """
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise InputError(f"chunk_size must be a positive integer, got {chunk_size!r}", field="chunk_size")
+    ti = prepare_trial(model, regimen, pop, ref, days=days, outputs_per_day=outputs_per_day, crs=crs, params=params,
+                       solver=solver, rtol=rtol, atol=atol, max_steps=max_steps, out_names=out_names,
+                       follow_up_days=follow_up_days, loop=loop)
+    cfg, regimen, doses, ts, dose_t, dose_mask = ti.cfg, ti.regimen, ti.doses, ti.ts, ti.dose_t, ti.dose_mask
+    c, pb, ev, eta, tcr, n = ti.crs, ti.params, ti.events, ti.eta, ti.prior_tcr, pop.n
 
     n_dev = host_devices() if devices is None else max(1, int(devices))
     chunk = min(chunk_size, n)
@@ -375,6 +410,33 @@ def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000
     ``eta_i = CRS_OMEGA z_i``; a fitted IIV SD ``OMEGA_<P>`` in the set (or ``params``) rescales every
     patient's random effect of ``P`` the same way (:func:`qsp.population.with_omegas`).
     """
+    setup = card_trial_setup(card, patients=patients, seed=seed, premed=premed, parameters=parameters,
+                             prior_tcr=prior_tcr, params=kw.pop("params", None), crs=kw.pop("crs", None))
+    reg = regimen if regimen is not None else card.regimen(until_day=days)
+    trial = run_trial(setup.model, reg, setup.population, setup.ref, days=days, progress=progress, crs=setup.crs,
+                      params=setup.params or None, **kw)
+    trial.parameter_set = setup.parameter_set
+    return trial
+
+
+@dataclass
+class CardTrialSetup:
+    """A card's virtual trial before any regimen: model, reference patient, virtual patients, the typical values
+    laid over the card (``params``), CRS values and the parameter set used (:func:`card_trial_setup`)."""
+
+    model: Model
+    ref: Covariates
+    population: VirtualPopulation
+    params: dict
+    crs: dict
+    parameter_set: object
+
+
+def card_trial_setup(card, *, patients: int = 1000, seed: int = 0, premed: str = "label", parameters=None,
+                     prior_tcr: float | None = None, params: Mapping | None = None,
+                     crs: Mapping | None = None) -> CardTrialSetup:
+    """What :func:`run_card_trial` builds before it runs a regimen (arguments as there): the same patients and
+    values for every regimen of a comparison (the optimizer's candidates)."""
     from .paramsets import resolve_parameter_set
     from .population import omega_target, population_spec, sample_population, with_omegas
 
@@ -382,9 +444,10 @@ def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000
         raise InputError(f"unknown premedication {premed!r}; allowed: none, label", field="premed")
     model, ref = card.model(), card.covariates()
     pset = resolve_parameter_set(card.name, model, parameters)
-    user_crs = dict(kw.pop("crs", None) or {})
-    params = {**pset.values, **dict(kw.pop("params", None) or {})}
-    iiv = {k: params.pop(k) for k in list(params) if omega_target(k) is not None}  # fitted IIV SDs: the population    # the card's [crs] values are the model's defaults too: they give way to the set's and the caller's values
+    user_crs = dict(crs or {})
+    params = {**pset.values, **dict(params or {})}
+    iiv = {k: params.pop(k) for k in list(params) if omega_target(k) is not None}  # fitted IIV SDs: the population
+    # the card's [crs] values are the model's defaults too: they give way to the set's and the caller's values
     crs = {**{k: v for k, v in card.crs_values().items() if k not in params}, **user_crs}
     omega = user_crs.get("CRS_OMEGA", params.get("CRS_OMEGA"))
     extra = {"crs_omega": float(omega)} if omega is not None and np.ndim(omega) == 0 else {}
@@ -396,7 +459,4 @@ def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000
     if iiv:  # same patients (named random streams), their spread rescaled
         spec = with_omegas(spec, {k: float(v) for k, v in iiv.items()})
     pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm)
-    reg = regimen if regimen is not None else card.regimen(until_day=days)
-    trial = run_trial(model, reg, pop, ref, days=days, progress=progress, crs=crs, params=params or None, **kw)
-    trial.parameter_set = pset
-    return trial
+    return CardTrialSetup(model, ref, pop, params, crs, pset)
