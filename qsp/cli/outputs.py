@@ -59,6 +59,9 @@ def write_outputs(out: Path, files: dict[str, bytes]) -> list[Path]:
         for name, data in files.items():
             if name.startswith("_"):
                 continue
+            if (tmp / name).parent != tmp:  # a subfolder (e.g. regimens/a.csv)
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                os.chmod((tmp / name).parent, mode_dir)
             (tmp / name).write_bytes(data)
             os.chmod(tmp / name, mode_file)
             written.append(out / name)
@@ -66,7 +69,10 @@ def write_outputs(out: Path, files: dict[str, bytes]) -> list[Path]:
         if not out.exists():
             os.rename(tmp, out)
             return written
-        for name in os.listdir(tmp):
+        for name in files:
+            if name.startswith("_"):
+                continue
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / name, out / name)
     except OSError as e:
         raise InputError(f"cannot write into {out}: {e.strerror}", field="--out") from None

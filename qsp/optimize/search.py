@@ -122,7 +122,7 @@ class Evaluator:
         self.space, self.setup, self.settings, self.horizon = space, setup, settings, float(horizon)
         self.floor = space.floor
         # the largest shapes: max steps, all split, premedication with each dose
-        n_max = space.max_steps * (2 if space.allow_splits else 1)
+        n_max = max(space.max_steps * (2 if space.allow_splits else 1), space.label_candidate().structure.n_steps)
         self.nd = n_max + len([1 for dt, _ in space.maintenance if dt <= horizon]) + 1
         self.nj = 2 * self.nd + 2
         self.ni = self.nd + 1

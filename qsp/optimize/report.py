@@ -1,0 +1,113 @@
+"""From search results to what a clinician reads: re-simulation on fresh patients, Pareto front, monitoring plan.
+
+* :func:`resimulate` runs the label and each candidate again on a **fresh virtual population** (a seed the search
+  never saw), on the same horizon, at the parameter point estimate and, with ``draws`` K, at K parameter sets from
+  the calibrated fit (:func:`qsp.paramsets.draw_parameter_sets`): every metric of :mod:`qsp.optimize.objectives`
+  with its median and 90% interval over the draws, the exposure as a ratio to the label's (same draw, same
+  patients), and the probability over draws that each constraint holds.
+* :func:`pareto_mask` marks the candidates no other candidate beats on every one of CRS risk, days to the
+  treatment dose and inpatient days (ties allowed).
+* :func:`monitoring_plan`: per dose of a regimen, the predicted P(CRS >= 2) and inpatient or outpatient by the
+  monitoring rule, and the dose from which outpatient dosing is predicted safe.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..trial import card_trial_setup, run_trial
+from .objectives import MonitoringRule, trial_metrics
+from .space import Candidate, RegimenSpace
+
+FRONT_KEYS = ("crs_g2_stepup_pct", "days_to_treatment_dose", "inpatient_days")
+REPORT_METRICS = ("crs_g2_stepup_pct", "crs_any_stepup_pct", "crs_g2_pct", "crs_any_pct", "worst_dose_g2_pct",
+                  "inpatient_days", "exposure_ratio")
+
+
+def pareto_mask(table: pd.DataFrame, keys: Sequence[str] = FRONT_KEYS) -> np.ndarray:
+    """True for rows not dominated (another row <= on every key and < on one)."""
+    x = table[list(keys)].to_numpy(float)
+    keep = np.ones(len(x), bool)
+    for i in range(len(x)):
+        le = np.all(x <= x[i], axis=1)
+        lt = np.any(x < x[i], axis=1)
+        if np.any(le & lt):
+            keep[i] = False
+    return keep
+
+
+def _metrics_for(space: RegimenSpace, setup, regs, horizon: float, rule: MonitoringRule) -> list[dict]:
+    out = []
+    for reg in regs:
+        res = run_trial(setup.model, reg, setup.population, setup.ref, days=horizon, crs=setup.crs,
+                        params=setup.params or None, out_names=("conc_ug_per_ml",), follow_up_days=0.0)
+        m = trial_metrics(res, space.treatment_dose, rule)
+        m["failed"] = int((~res.ok).sum())
+        out.append(m)
+    return out
+
+
+def resimulate(card, space: RegimenSpace, candidates: Sequence[Candidate], *, horizon: float, patients: int,
+               seed: int, rule: MonitoringRule = MonitoringRule(), draws: int = 0, draw_seed: int = 0,
+               parameters=None, min_exposure: float = 0.0, reach_by_day: float | None = None
+               ) -> tuple[pd.DataFrame, list[dict], dict]:
+    """The label (row 0, ``is_label``) and the candidates on fresh patients; see the module docstring.
+
+    Returns the summary table, the point-estimate metrics of each row (per-dose arrays included) and the label's.
+    """
+    cands = [space.label_candidate(), *candidates]
+    regs = [space.regimen(c, until_day=horizon) for c in cands]
+    setup = card_trial_setup(card, patients=patients, seed=seed, parameters=parameters)
+    point = _metrics_for(space, setup, regs, horizon, rule)
+    per_draw = []
+    if draws:
+        from ..paramsets import draw_parameter_sets
+
+        for s in draw_parameter_sets(card.name, setup.model, int(draws), draw_seed):
+            per_draw.append(_metrics_for(space, card_trial_setup(card, patients=patients, seed=seed, parameters=s),
+                                         regs, horizon, rule))
+    rows = []
+    for i, (c, m) in enumerate(zip(cands, point)):
+        row = {"is_label": i == 0, "description": space.describe(c), "n_steps": c.structure.n_steps,
+               "days_to_treatment_dose": m["days_to_treatment_dose"], "failed_patients": m["failed"]}
+        lab_auc = point[0]["exposure_auc"]
+        vals = {k: m[k] for k in REPORT_METRICS if k != "exposure_ratio"}
+        vals["exposure_ratio"] = m["exposure_auc"] / lab_auc if lab_auc > 0 else float("nan")
+        for k, v in vals.items():
+            row[k] = v
+            if per_draw:
+                d = [(pd_[i][k] if k != "exposure_ratio" else pd_[i]["exposure_auc"] / pd_[0]["exposure_auc"])
+                     for pd_ in per_draw]
+                row[f"{k}_p05"], row[f"{k}_p95"] = float(np.percentile(d, 5)), float(np.percentile(d, 95))
+        ok_exp = ([pd_[i]["exposure_auc"] / pd_[0]["exposure_auc"] >= min_exposure for pd_ in per_draw]
+                  if per_draw else [vals["exposure_ratio"] >= min_exposure])
+        row["p_exposure_ok"] = float(np.mean(ok_exp))
+        row["p_reach_ok"] = 1.0 if reach_by_day is None or m["days_to_treatment_dose"] <= reach_by_day + 1e-9 else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows), point, point[0]
+
+
+def monitoring_plan(space: RegimenSpace, cand: Candidate, metrics: dict, rule: MonitoringRule,
+                    horizon: float) -> pd.DataFrame:
+    """Per dose: day, dose, route, predicted P(CRS >= 2) and P(any CRS), inpatient or outpatient; the last column
+    marks the first dose from which every later dose is outpatient."""
+    from ..premedication import drug_doses
+
+    doses = [d for d in drug_doses(space.regimen(cand, until_day=horizon))]
+    g2, anyc = metrics["per_dose_g2_pct"], metrics["per_dose_any_pct"]
+    rows = []
+    for k, d in enumerate(doses[: len(g2)]):
+        rows.append({"dose_no": k + 1, "day": d.time + 1.0, "dose": d.amount, "unit": d.unit, "route": d.route,
+                     "label": d.label, "crs_g2_pct": float(g2[k]), "crs_any_pct": float(anyc[k]),
+                     "setting": "inpatient" if g2[k] > rule.g2_threshold_pct else "outpatient"})
+    df = pd.DataFrame(rows)
+    inp = (df.setting == "inpatient").to_numpy()
+    last_in = int(np.flatnonzero(inp)[-1]) if inp.any() else -1
+    df["outpatient_from_here"] = np.arange(len(df)) > last_in
+    return df
+
+
+__all__ = ["FRONT_KEYS", "REPORT_METRICS", "pareto_mask", "resimulate", "monitoring_plan"]

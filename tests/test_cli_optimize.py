@@ -1,0 +1,61 @@
+"""`qsp optimize`: bad arguments exit 2 with one line and nothing written; a tiny search writes every output and
+its regimen files load in `qsp simulate` (slow)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def _qsp(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "qsp", *args], capture_output=True, text=True, timeout=1800, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--objective", "pk_auc"], "--objective"),
+    (["--max-steps", "9"], "--max-steps"),
+    (["--reach-by-day", "-2"], "--reach-by-day"),
+    (["--min-exposure", "1.5"], "--min-exposure"),
+    (["--routes", "SC,IM"], "--routes"),
+    (["--intervals", "2,x"], "--intervals"),
+    (["--uncertainty", "1"], "--uncertainty"),
+    (["--patients", "3"], "--patients"),
+    (["--parameters", "posterior"], "--parameters"),
+])
+def test_bad_arguments_exit_2_with_one_line_and_nothing_written(tmp_path, args, field):
+    out = tmp_path / "opt"
+    r = _qsp("optimize", "--drug", "teclistamab", *args, "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and field in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unknown_drug_is_refused(tmp_path):
+    r = _qsp("optimize", "--drug", "nodrug", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_tiny_search_writes_the_outputs_and_regimens_round_trip(tmp_path):
+    out = tmp_path / "opt"
+    r = _qsp("optimize", "--drug", "teclistamab", "--max-steps", "1", "--search-patients", "8", "--patients", "16",
+             "--intervals", "2,3", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    for f in ("pareto.csv", "label_comparison.csv", "monitoring_plan.csv", "pareto.png", "per_dose_crs.png"):
+        assert (out / f).stat().st_size > 0, f
+    tab = pd.read_csv(out / "pareto.csv")
+    assert tab.is_label.sum() == 1 and tab.on_front.any()
+    # every regimen on the front meets the constraints, and none is dominated by another row on the front
+    front = tab[tab.on_front]
+    assert front.meets_constraints.all()
+    keys = ["crs_g2_stepup_pct", "days_to_treatment_dose", "inpatient_days"]
+    x = front[keys].to_numpy()
+    for i in range(len(x)):
+        assert not any((x[j] <= x[i]).all() and (x[j] < x[i]).any() for j in range(len(x)) if j != i)
+    assert (tab.days_to_treatment_dose <= 6.0 + 1e-9).all()  # reach by the label's day (default)
+    for f in tab.regimen_file:
+        s = _qsp("simulate", "--drug", "teclistamab", "--regimen", str(out / f), "--out", str(tmp_path / "sim"))
+        assert s.returncode == 0, s.stderr[-2000:]
