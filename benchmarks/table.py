@@ -18,16 +18,21 @@ def fmt(v, spec):
 def table(paths) -> str:
     rows = [json.loads(Path(p).read_text()) for p in paths]
     rows.sort(key=lambda r: r["patients"])
-    head = ("| patients | engine ms/patient | compile s | SciPy LSODA ms/patient | speed-up | agreement (max rel. "
-            "diff: daily IL-6 / conc / per-dose IL-6 peak) | gradient / forward | peak memory MB |")
-    lines = [head, "|" + "---|" * 8]
+    head = ("| patients | loop | engine ms/patient | compile s | compiled peer ms/patient (patients) | engine vs peer | "
+            "SciPy LSODA ms/patient | speed-up vs SciPy | agreement (max rel. diff: daily IL-6 / conc / per-dose IL-6 "
+            "peak) | gradient / forward | peak memory MB |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         ag = r.get("agreement")
         agree = "-" if not ag else (f"{ag['il6_daily_max_rel']:.1e} / {ag['conc_daily_max_rel']:.1e} / "
                                     f"{ag['il6_peak_max_rel']:.1e} ({r['scipy_patients']} patients)")
         g = r.get("gradient")
         grad = "-" if not g else f"{g['ratio']:.1f} ({g['patients']} patients)"
-        lines.append(f"| {r['patients']:,} | {r['engine_ms_per_patient']:.3f} | {r['compile_s']:.1f} | "
+        peer = ("-" if r.get("compiled_peer_ms_per_patient") is None else
+                f"{r['compiled_peer_ms_per_patient']:.3f} ({r['peer_patients']:,})")
+        vs = "-" if r.get("speedup_vs_compiled_peer") is None else f"{r['speedup_vs_compiled_peer']:.2f}x"
+        lines.append(f"| {r['patients']:,} | {r.get('loop', 'segments')} | {r['engine_ms_per_patient']:.3f} | "
+                     f"{r['compile_s']:.1f} | {peer} | {vs} | "
                      f"{fmt(r.get('scipy_ms_per_patient'), '.1f')} | "
                      f"{fmt(r.get('speedup_vs_scipy'), '.0f')}{'x' if r.get('speedup_vs_scipy') else ''} | {agree} | "
                      f"{grad} | {r['peak_memory_mb']:.0f} |")
