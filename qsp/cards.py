@@ -151,6 +151,19 @@ def load_card(name: str) -> DrugCard:
     return _parse(files[key])
 
 
+def load_card_file(path) -> DrugCard:
+    """Load and validate a card from a TOML file (a new drug's card, not in the library); the drug name is the
+    file stem. Errors name the file, table and key."""
+    from pathlib import Path
+
+    from .io.resources import CardFile
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"card file not found: {path}", field="card")
+    return _parse(CardFile(p.stem.lower(), "file", str(p), p))
+
+
 @dataclass(frozen=True)
 class CardStatus:
     """A card in the library listing: its name, where it comes from, and the card or why it is invalid."""
