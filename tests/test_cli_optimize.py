@@ -23,6 +23,9 @@ def _qsp(*args, cwd=None):
     (["--uncertainty", "1"], "--uncertainty"),
     (["--patients", "3"], "--patients"),
     (["--parameters", "posterior"], "--parameters"),
+    (["--subgroups", "elderly"], "--subgroups"),
+    (["--search-draws", "1"], "--search-draws"),
+    (["--max-inpatient-stays", "-1"], "--max-inpatient-stays"),
 ])
 def test_bad_arguments_exit_2_with_one_line_and_nothing_written(tmp_path, args, field):
     out = tmp_path / "opt"
@@ -42,11 +45,19 @@ def test_unknown_drug_is_refused(tmp_path):
 def test_tiny_search_writes_the_outputs_and_regimens_round_trip(tmp_path):
     out = tmp_path / "opt"
     r = _qsp("optimize", "--drug", "teclistamab", "--max-steps", "1", "--search-patients", "8", "--patients", "16",
-             "--intervals", "2,3", "--out", str(out))
+             "--intervals", "2,3", "--subgroups", "prior_tcr", "--max-inpatient-stays", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    for f in ("pareto.csv", "label_comparison.csv", "monitoring_plan.csv", "pareto.png", "per_dose_crs.png"):
+    for f in ("pareto.csv", "label_comparison.csv", "monitoring_plan.csv", "restart_rules.csv", "stratified.csv",
+              "pareto.png", "per_dose_crs.png", "bands.png"):
         assert (out / f).stat().st_size > 0, f
     tab = pd.read_csv(out / "pareto.csv")
+    # the inpatient-stay constraint: no row meeting the constraints has more than one stay
+    assert (tab[tab.meets_constraints].inpatient_days <= 2.0 + 1e-9).all()
+    rules = pd.read_csv(out / "restart_rules.csv")
+    assert set(rules.action) <= {"resume", "step_back", "restart"} and (rules.delay_from_days <=
+                                                                       rules.delay_to_days).all()
+    strat = pd.read_csv(out / "stratified.csv")
+    assert list(strat.subgroup) == ["prior_tcr"] and (out / strat.regimen_file[0]).exists()
     assert tab.is_label.sum() == 1 and tab.on_front.any()
     # every regimen on the front meets the constraints, and none is dominated by another row on the front
     front = tab[tab.on_front]
@@ -56,6 +67,6 @@ def test_tiny_search_writes_the_outputs_and_regimens_round_trip(tmp_path):
     for i in range(len(x)):
         assert not any((x[j] <= x[i]).all() and (x[j] < x[i]).any() for j in range(len(x)) if j != i)
     assert (tab.days_to_treatment_dose <= 6.0 + 1e-9).all()  # reach by the label's day (default)
-    for f in tab.regimen_file:
+    for f in list(tab.regimen_file) + list(strat.regimen_file):
         s = _qsp("simulate", "--drug", "teclistamab", "--regimen", str(out / f), "--out", str(tmp_path / "sim"))
         assert s.returncode == 0, s.stderr[-2000:]

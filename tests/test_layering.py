@@ -10,7 +10,7 @@ import pytest
 QSP = Path(__file__).resolve().parent.parent / "qsp"
 APP = ("drugrun", "cli", "trial_report")
 LIBRARY = ["units", "regimen", "premedication", "events", "model", "simulate", "population", "crs", "trial", "tce",
-           "pkmodels", "cards", "card_schema", "limits", "paramsets", "uncertainty"]
+           "pkmodels", "cards", "card_schema", "limits", "paramsets", "uncertainty", "subgroups"]
 
 
 def _imports(path: Path) -> set[str]:

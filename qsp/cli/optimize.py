@@ -20,11 +20,11 @@ HELP = """Search step-up regimens (number of steps, step doses, intervals, route
 still reaches the label's treatment dose by --reach-by-day, robust over parameter uncertainty.
 
 Writes into --out: pareto.csv (re-simulated on fresh patients; intervals with --uncertainty), regimens/*.csv (each
-loadable by `qsp simulate --regimen`), label_comparison.csv, monitoring_plan.csv (the best regimen), pareto.png,
-per_dose_crs.png.
+loadable by `qsp simulate --regimen`), label_comparison.csv, monitoring_plan.csv and restart_rules.csv (the best
+regimen), stratified.csv with --subgroups, pareto.png, per_dose_crs.png, bands.png.
 
 Example:
-  qsp optimize --drug teclistamab --max-steps 3 --reach-by-day 7 --objective crs_g2 --out opt_tec
+  qsp optimize --drug teclistamab --max-steps 3 --reach-by-day 7 --objective crs_g2 --uncertainty 20 --out opt_tec
 """
 
 
@@ -52,6 +52,15 @@ def optimize_command(
     intervals: str = typer.Option("1,2,3,4,7", "--intervals", help="allowed days between doses"),
     splits: bool = typer.Option(False, "--splits/--no-splits", help="allow a step split over two consecutive days"),
     uncertainty: int = typer.Option(0, "--uncertainty", help="parameter draws for intervals (0 or >= 2)"),
+    search_draws: int = typer.Option(None, "--search-draws",
+                                     help="parameter draws the search averages its objective over (default: "
+                                          "min(--uncertainty, 4); 0: the point estimate)"),
+    max_stays: int = typer.Option(None, "--max-inpatient-stays", help="at most this many inpatient stays"),
+    subgroups: str = typer.Option("", "--subgroups",
+                                  help="also search within subgroups: comma-separated from high_tumour_burden, "
+                                       "low_t_cells, prior_tcr, or 'all'"),
+    restart: bool = typer.Option(True, "--restart-rules/--no-restart-rules",
+                                 help="write restart_rules.csv for the best regimen"),
     patients: int = typer.Option(200, "--patients", help="fresh virtual patients for the re-simulation"),
     search_patients: int = typer.Option(48, "--search-patients", help="virtual patients during the search"),
     seed: int = typer.Option(0, "--seed", help="seed of the search population (the fresh one is seed + 1)"),
@@ -90,6 +99,23 @@ def optimize_command(
         for name, v, lo in (("--patients", patients, 10), ("--search-patients", search_patients, 4), ("--top", top, 1)):
             if v < lo:
                 raise InputError(f"{name} must be at least {lo}, got {v}", field=name)
+        if search_draws is None:
+            search_draws = min(uncertainty, 4)
+        if search_draws and search_draws < 2:
+            raise InputError(f"--search-draws must be 0 or at least 2, got {search_draws}", field="--search-draws")
+        if search_draws < 0:
+            raise InputError(f"--search-draws must be 0 or at least 2, got {search_draws}", field="--search-draws")
+        if max_stays is not None and max_stays < 0:
+            raise InputError(f"--max-inpatient-stays must be a non-negative integer, got {max_stays}",
+                             field="--max-inpatient-stays")
+        from ..subgroups import SUBGROUPS
+
+        sgs = tuple(SUBGROUPS) if subgroups.strip() == "all" else tuple(
+            x.strip() for x in subgroups.split(",") if x.strip())
+        bad = [x for x in sgs if x not in SUBGROUPS]
+        if bad:
+            raise InputError(f"unknown subgroup(s) {bad} in --subgroups; allowed: {', '.join(SUBGROUPS)}, all",
+                             field="--subgroups")
         if parameters not in ("default", "calibrated", "prior"):
             raise InputError(f"unknown --parameters {parameters!r}; allowed: default, calibrated, prior",
                              field="--parameters")
@@ -116,8 +142,9 @@ def optimize_command(
 
     t0 = time.perf_counter()
     files, summary = run_optimize(card, space, settings, rule=rule, search_patients=search_patients,
-                                  patients=patients, seed=seed, draws=uncertainty, top=top,
-                                  min_exposure=min_exposure, parameters=pset,
+                                  patients=patients, seed=seed, draws=uncertainty, search_draws=search_draws,
+                                  top=top, min_exposure=min_exposure, max_inpatient_stays=max_stays,
+                                  subgroups=sgs, restart=restart, parameters=pset,
                                   progress=lambda msg: typer.echo(msg, err=True))
     from .outputs import write_outputs
 

@@ -39,36 +39,57 @@ def pareto_mask(table: pd.DataFrame, keys: Sequence[str] = FRONT_KEYS) -> np.nda
     return keep
 
 
-def _metrics_for(space: RegimenSpace, setup, regs, horizon: float, rule: MonitoringRule) -> list[dict]:
+BAND_NAMES = ("conc_ug_per_ml", "il6_pg_per_ml")
+
+
+def _metrics_for(space: RegimenSpace, setup, regs, horizon: float, rule: MonitoringRule,
+                 bands: bool = False) -> list[dict]:
+    """Each regimen's :func:`trial_metrics` on the setup's patients; with ``bands``, the 5th/50th/95th
+    percentiles over patients of serum concentration and IL-6 on the daily grid (``m["bands"]``)."""
     out = []
     for reg in regs:
         res = run_trial(setup.model, reg, setup.population, setup.ref, days=horizon, crs=setup.crs,
-                        params=setup.params or None, out_names=("conc_ug_per_ml",), follow_up_days=0.0)
+                        params=setup.params or None, out_names=BAND_NAMES if bands else ("conc_ug_per_ml",),
+                        follow_up_days=0.0, outputs_per_day=4 if bands else 1)
         m = trial_metrics(res, space.treatment_dose, rule)
         m["failed"] = int((~res.ok).sum())
+        if bands:
+            m["bands"] = {"time_day": np.asarray(res.times)} | {
+                k: np.percentile(res.outputs[k][res.ok], [5, 50, 95], axis=0) for k in BAND_NAMES}
         out.append(m)
     return out
 
 
+def _setup(card, patients: int, seed: int, parameters, subgroup: str | None):
+    if subgroup:
+        from ..subgroups import subgroup_setup
+
+        return subgroup_setup(card, subgroup, patients=patients, seed=seed, parameters=parameters)
+    return card_trial_setup(card, patients=patients, seed=seed, parameters=parameters)
+
+
 def resimulate(card, space: RegimenSpace, candidates: Sequence[Candidate], *, horizon: float, patients: int,
                seed: int, rule: MonitoringRule = MonitoringRule(), draws: int = 0, draw_seed: int = 0,
-               parameters=None, min_exposure: float = 0.0, reach_by_day: float | None = None
+               parameters=None, min_exposure: float = 0.0, reach_by_day: float | None = None,
+               max_inpatient_stays: int | None = None, subgroup: str | None = None, bands: bool = False
                ) -> tuple[pd.DataFrame, list[dict], dict]:
-    """The label (row 0, ``is_label``) and the candidates on fresh patients; see the module docstring.
+    """The label (row 0, ``is_label``) and the candidates on fresh patients (of ``subgroup``,
+    :mod:`qsp.subgroups`, if given); see the module docstring. With ``draws``: for each risk, its mean and 5th,
+    90th and 95th percentiles over the draws (``_mean``, ``_p05``, ``_p90``, ``_p95``); ``p_<constraint>_ok`` is the
+    fraction of draws meeting the constraint (the point estimate's 0/1 without draws).
 
     Returns the summary table, the point-estimate metrics of each row (per-dose arrays included) and the label's.
     """
     cands = [space.label_candidate(), *candidates]
     regs = [space.regimen(c, until_day=horizon) for c in cands]
-    setup = card_trial_setup(card, patients=patients, seed=seed, parameters=parameters)
-    point = _metrics_for(space, setup, regs, horizon, rule)
+    setup = _setup(card, patients, seed, parameters, subgroup)
+    point = _metrics_for(space, setup, regs, horizon, rule, bands=bands)
     per_draw = []
     if draws:
         from ..paramsets import draw_parameter_sets
 
         for s in draw_parameter_sets(card.name, setup.model, int(draws), draw_seed):
-            per_draw.append(_metrics_for(space, card_trial_setup(card, patients=patients, seed=seed, parameters=s),
-                                         regs, horizon, rule))
+            per_draw.append(_metrics_for(space, _setup(card, patients, seed, s, subgroup), regs, horizon, rule))
     rows = []
     for i, (c, m) in enumerate(zip(cands, point)):
         row = {"is_label": i == 0, "description": space.describe(c), "n_steps": c.structure.n_steps,
@@ -81,10 +102,16 @@ def resimulate(card, space: RegimenSpace, candidates: Sequence[Candidate], *, ho
             if per_draw:
                 d = [(pd_[i][k] if k != "exposure_ratio" else pd_[i]["exposure_auc"] / pd_[0]["exposure_auc"])
                      for pd_ in per_draw]
-                row[f"{k}_p05"], row[f"{k}_p95"] = float(np.percentile(d, 5)), float(np.percentile(d, 95))
+                row[f"{k}_mean"] = float(np.mean(d))
+                for q in (5, 90, 95):
+                    row[f"{k}_p{q:02d}"] = float(np.percentile(d, q))
         ok_exp = ([pd_[i]["exposure_auc"] / pd_[0]["exposure_auc"] >= min_exposure for pd_ in per_draw]
                   if per_draw else [vals["exposure_ratio"] >= min_exposure])
         row["p_exposure_ok"] = float(np.mean(ok_exp))
+        stays = ([pd_[i]["inpatient_days"] / rule.stay_days for pd_ in per_draw] if per_draw
+                 else [m["inpatient_days"] / rule.stay_days])
+        row["p_inpatient_ok"] = (1.0 if max_inpatient_stays is None
+                                 else float(np.mean([x <= max_inpatient_stays + 1e-9 for x in stays])))
         row["p_reach_ok"] = 1.0 if reach_by_day is None or m["days_to_treatment_dose"] <= reach_by_day + 1e-9 else 0.0
         rows.append(row)
     return pd.DataFrame(rows), point, point[0]
@@ -110,4 +137,4 @@ def monitoring_plan(space: RegimenSpace, cand: Candidate, metrics: dict, rule: M
     return df
 
 
-__all__ = ["FRONT_KEYS", "REPORT_METRICS", "pareto_mask", "resimulate", "monitoring_plan"]
+__all__ = ["FRONT_KEYS", "REPORT_METRICS", "BAND_NAMES", "pareto_mask", "resimulate", "monitoring_plan"]

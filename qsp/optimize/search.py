@@ -18,10 +18,16 @@ grade >= 2 / any CRS, doses up to ``k_td``):
 * ``inpatient_days``: ``stay * sum_{k <= k_td} sigmoid((100 mean_i q_ik - threshold) / 0.25)`` (the monitoring
   rule, smoothed so that it has a gradient) plus ``crs_g2 / 100`` to break ties.
 
+**Robust over parameter uncertainty**: given one trial setup per parameter draw (the same virtual patients, the
+draw's parameters), the batch is vmapped over draws too and every risk above is the mean over draws (the per-draw
+values give the 90th percentile reported with each result).
+
 Every candidate is optimised by L-BFGS (SciPy, on the jitted value and gradient) from ``starts`` starting points
-(the label's fractions where the structure matches, a geometric ladder, random ladders). Stage 1 tries every
-structure with equal intervals from ``interval_days``; stage 2 changes one interval at a time around the best
-candidates of each structure (coordinate search), keeping ``reach_by_day``.
+(the label's fractions where the structure matches, a geometric ladder, random ladders). Intervals: a structure
+with at most ``exhaustive_patterns`` allowed interval patterns (from ``interval_days``, reaching the treatment dose
+by ``reach_by_day``, a split step followed by >= 2 days) has every pattern tried; otherwise stage 1 tries equal
+intervals and stage 2 moves around the structure's best (:func:`neighbours`: one interval changed, or one interval
+lengthened and another shortened) until no move improves.
 """
 
 from __future__ import annotations
@@ -103,6 +109,7 @@ class SearchSettings:
     max_iter: int = 30
     seed: int = 0
     seg_points: int = SEG_POINTS
+    exhaustive_patterns: int = 8  # try every interval pattern of a structure that has at most this many
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -113,13 +120,23 @@ class SearchSettings:
                              field="reach_by_day")
         if not (isinstance(self.starts, int) and self.starts >= 1):
             raise InputError(f"starts must be a positive integer, got {self.starts}", field="starts")
+        if not (isinstance(self.exhaustive_patterns, int) and self.exhaustive_patterns >= 0):
+            raise InputError(f"exhaustive_patterns must be a non-negative integer, got {self.exhaustive_patterns}",
+                             field="exhaustive_patterns")
 
 
 class Evaluator:
     """Padded, compiled evaluation of candidates of one space on one set of virtual patients."""
 
-    def __init__(self, space: RegimenSpace, setup: CardTrialSetup, settings: SearchSettings, horizon: float):
-        self.space, self.setup, self.settings, self.horizon = space, setup, settings, float(horizon)
+    def __init__(self, space: RegimenSpace, setup: CardTrialSetup | Sequence[CardTrialSetup],
+                 settings: SearchSettings, horizon: float):
+        # one setup (the point estimate) or one per parameter draw: the same patients, different parameters
+        self.setups = list(setup) if isinstance(setup, (list, tuple)) else [setup]
+        if not self.setups:
+            raise InputError("the search needs at least one parameter set", field="draws")
+        self.setup = self.setups[0]
+        self.space, self.settings, self.horizon = space, settings, float(horizon)
+        self._shared = None
         self.floor = space.floor
         # the largest shapes: max steps, all split, premedication with each dose
         n_max = max(space.max_steps * (2 if space.allow_splits else 1), space.label_candidate().structure.n_steps)
@@ -129,8 +146,8 @@ class Evaluator:
         self._vg = None
 
     # --- inputs -----------------------------------------------------------------------------------
-    def _trial_inputs(self, cand: Candidate):
-        s = self.setup
+    def _trial_inputs(self, cand: Candidate, setup: CardTrialSetup | None = None):
+        s = setup or self.setup
         reg = self.space.regimen(cand, until_day=self.horizon)
         return prepare_trial(s.model, reg, s.population, s.ref, days=self.horizon, crs=s.crs, params=s.params or None,
                              out_names=("conc_ug_per_ml",), follow_up_days=0.0)
@@ -174,13 +191,19 @@ class Evaluator:
         if n < MAX_STEPS:
             f0p[n:] = f0[-1] if n else 0.0
         self._ts = ti.ts
-        self._shared = (ti.params, ti.crs, ti.eta, ti.prior_tcr, ti.cfg)
+        if self._shared is None:  # per draw: parameters, CRS values, CRS sensitivities (stacked on a draw axis)
+            tis = [ti] + [self._trial_inputs(base, setup=s) for s in self.setups[1:]]
+            self._shared = ({k: np.stack([np.asarray(t.params[k]) for t in tis]) for k in ti.params},
+                            {k: np.stack([np.asarray(t.crs[k]) for t in tis]) for k in ti.crs},
+                            np.stack([t.eta for t in tis]), np.stack([t.prior_tcr for t in tis]), ti.cfg)
         return Prepared(structure, tuple(intervals), f0p, EventArrays(**ev), j_jump, j_inf, dose_t, mask, stepup)
 
     # --- the compiled objective ---------------------------------------------------------------------
     def _build(self):
         pb, c, eta, tcr, cfg = self._shared
-        batch = patient_batch_fn(self.setup.model, cfg, self.settings.seg_points, ("conc_ug_per_ml",))
+        # patients vmapped inside, parameter draws outside (events, output times and dose times shared)
+        batch = jax.vmap(patient_batch_fn(self.setup.model, cfg, self.settings.seg_points, ("conc_ug_per_ml",)),
+                         in_axes=(0, None, None, None, None, 0, 0, 0))
         obj, rule, floor = self.settings.objective, self.settings.rule, self.floor
         pb_j = {k: jnp.asarray(v) for k, v in pb.items()}
         c_j = {k: jnp.asarray(v) for k, v in c.items()}
@@ -191,20 +214,21 @@ class Evaluator:
             df = (f - f0)[:, None, None]
             ev = ev._replace(jump_amount=ev.jump_amount + jnp.sum(df * j_jump, 0),
                              inf_amount=ev.inf_amount + jnp.sum(df * j_inf, 0))
-            _, status, _, crs = batch(pb_j, ev, ts_j, dose_t, dose_mask, c_j, eta_j, tcr_j)
+            _, status, _, crs = batch(pb_j, ev, ts_j, dose_t, dose_mask, c_j, eta_j, tcr_j)  # (K, N, ...)
             ok = status == 0
-            n_ok = jnp.maximum(jnp.sum(ok), 1)
-            sel = stepup[None, :] & ok[:, None]
+            n_ok = jnp.maximum(jnp.sum(ok, axis=1), 1)  # (K,)
+            sel = stepup[None, None, :] & ok[:, :, None]
             q = jnp.where(sel, jnp.nan_to_num(crs["p_g2plus"]), 0.0)
             p = jnp.where(sel, jnp.nan_to_num(crs["p_any"]), 0.0)
-            g2 = 100.0 * jnp.sum(jnp.where(ok, 1.0 - jnp.prod(1.0 - q, axis=1), 0.0)) / n_ok
-            anyc = 100.0 * jnp.sum(jnp.where(ok, 1.0 - jnp.prod(1.0 - p, axis=1), 0.0)) / n_ok
-            per_dose = 100.0 * jnp.sum(q, axis=0) / n_ok
+            g2_k = 100.0 * jnp.sum(jnp.where(ok, 1.0 - jnp.prod(1.0 - q, axis=2), 0.0), axis=1) / n_ok
+            any_k = 100.0 * jnp.sum(jnp.where(ok, 1.0 - jnp.prod(1.0 - p, axis=2), 0.0), axis=1) / n_ok
+            g2, anyc = jnp.mean(g2_k), jnp.mean(any_k)
+            per_dose = jnp.mean(100.0 * jnp.sum(q, axis=1) / n_ok[:, None], axis=0)
             inpat = rule.stay_days * jnp.sum(jnp.where(stepup, jax.nn.sigmoid((per_dose - rule.g2_threshold_pct) / 0.25),
                                                        0.0))
             val = {"crs_g2": g2, "crs_any": anyc, "inpatient_days": inpat + g2 / 100.0}[obj]
             return val, {"crs_g2_stepup_pct": g2, "crs_any_stepup_pct": anyc, "per_dose_g2_pct": per_dose,
-                         "failed": jnp.sum(~ok)}
+                         "crs_g2_stepup_pct_draws": g2_k, "failed": jnp.sum(~ok)}
 
         self._vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
 
@@ -221,7 +245,15 @@ class Evaluator:
         prep = self.prepare(cand.structure, cand.intervals)
         u = fractions_to_u(cand.fractions, self.floor)
         (v, aux), _ = self.value_and_grad(u, prep)
+        return self._result(cand, v, aux)
+
+    @staticmethod
+    def _result(cand: Candidate, v, aux) -> dict:
+        """One candidate's search numbers: the objective, the step-up risks (mean over the parameter draws) and,
+        over the draws, the 90th percentile of P(CRS >= 2)."""
+        draws = np.asarray(aux["crs_g2_stepup_pct_draws"], float)
         return {"candidate": cand, "objective": float(v), "crs_g2_stepup_pct": float(aux["crs_g2_stepup_pct"]),
+                "crs_g2_stepup_pct_p90": float(np.percentile(draws, 90)),
                 "crs_any_stepup_pct": float(aux["crs_any_stepup_pct"]), "failed": int(aux["failed"])}
 
     # --- one structure + intervals ------------------------------------------------------------------
@@ -249,22 +281,50 @@ class Evaluator:
             u[:n] = x
             (v, aux), _ = self.value_and_grad(u, prep)
             fr = tuple(float(f) for f in np.asarray(masked_fractions(jnp.asarray(u), n, self.floor))[:n])
-            res = {"candidate": Candidate(structure, fr, tuple(intervals)), "objective": float(v),
-                   "crs_g2_stepup_pct": float(aux["crs_g2_stepup_pct"]), "crs_any_stepup_pct":
-                       float(aux["crs_any_stepup_pct"]), "failed": int(aux["failed"])}
+            res = self._result(Candidate(structure, fr, tuple(intervals)), v, aux)
             if best is None or res["objective"] < best["objective"]:
                 best = res
         return best
 
 
-def interval_patterns(n: int, choices: Sequence[float], reach_by: float | None) -> list[tuple[float, ...]]:
-    """Equal-interval patterns (stage 1) that reach the treatment dose by ``reach_by``."""
-    out = []
-    for d in sorted(set(choices)):
-        pat = (float(d),) * n
-        if reach_by is None or sum(pat) <= reach_by + 1e-9:
-            out.append(pat)
-    return out if n else [()]
+def _valid(structure: Structure, pat: Sequence[float], reach_by: float | None) -> bool:
+    """A split step needs two days before the next dose; the pattern must reach the treatment dose in time."""
+    if any(sp and d < 2.0 for sp, d in zip(structure.splits, pat)):
+        return False
+    return reach_by is None or sum(pat) <= reach_by + 1e-9
+
+
+def interval_patterns(structure: Structure, choices: Sequence[float], reach_by: float | None
+                      ) -> list[tuple[float, ...]]:
+    """Equal-interval patterns (stage 1) that reach the treatment dose by ``reach_by`` (a split step's interval
+    at least 2 days)."""
+    n = structure.n_steps
+    if not n:
+        return [()]
+    return [p for p in (((float(d),) * n) for d in sorted(set(choices))) if _valid(structure, p, reach_by)]
+
+
+def all_patterns(structure: Structure, choices: Sequence[float], reach_by: float | None
+                 ) -> list[tuple[float, ...]]:
+    """Every interval pattern of ``structure`` from ``choices`` that reaches the treatment dose by ``reach_by``."""
+    vals = sorted(set(float(d) for d in choices))
+    return [p for p in itertools.product(vals, repeat=structure.n_steps) if _valid(structure, p, reach_by)]
+
+
+def neighbours(pattern: Sequence[float], choices: Sequence[float]) -> list[tuple[float, ...]]:
+    """Stage 2's moves from an interval pattern: one interval set to any allowed value, and transfers (one interval
+    one allowed value longer, another one shorter: the move that keeps the total when ``reach_by_day`` binds)."""
+    vals = sorted(set(float(d) for d in choices))
+    cur = tuple(float(x) for x in pattern)
+    out = [tuple(d if j == i else x for j, x in enumerate(cur)) for i, d in itertools.product(range(len(cur)), vals)]
+    for i, j in itertools.permutations(range(len(cur)), 2):
+        if cur[i] in vals and cur[j] in vals:
+            a, b = vals.index(cur[i]), vals.index(cur[j])
+            if a + 1 < len(vals) and b > 0:
+                p = list(cur)
+                p[i], p[j] = vals[a + 1], vals[b - 1]
+                out.append(tuple(p))
+    return [p for p in dict.fromkeys(out) if p != cur]
 
 
 def starts_for(space: RegimenSpace, structure: Structure, k: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -280,34 +340,45 @@ def starts_for(space: RegimenSpace, structure: Structure, k: int, rng: np.random
     return out[:k]
 
 
-def search(space: RegimenSpace, setup: CardTrialSetup, settings: SearchSettings, *,
-           progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
-    """Every structure of ``space`` (stage 1: equal intervals; stage 2: one-interval moves around each structure's
-    best), step doses optimised. Returns one result per structure x interval pattern tried (best first) and the
-    label regimen's own result on the same patients and horizon."""
+def search_horizon(space: RegimenSpace, settings: SearchSettings) -> float:
+    """The simulated days of every candidate: the latest allowed first treatment dose + ``follow_days``."""
     reach = settings.reach_by_day
     lab_days = space.days_to_treatment_dose(space.label_candidate())
     latest = reach if reach is not None else max(lab_days, max(space.interval_days) * space.max_steps)
-    ev = Evaluator(space, setup, settings, horizon=latest + settings.follow_days)
+    return latest + settings.follow_days
+
+
+def search(space: RegimenSpace, setup: CardTrialSetup | Sequence[CardTrialSetup] | None, settings: SearchSettings,
+           *, progress: Callable[[str], None] | None = None, evaluator: Evaluator | None = None
+           ) -> tuple[list[dict], dict]:
+    """Every structure of ``space``, step doses optimised at each interval pattern tried: every pattern where a
+    structure has at most ``settings.exhaustive_patterns``; otherwise stage 1 (equal intervals) then stage 2
+    (one-interval moves around the structure's best until none improves). ``setup``: the virtual trial (one, or
+    one per parameter draw: the objective is then the mean over draws); ``evaluator`` replaces the virtual trial
+    (tests: a model with a known optimum). Returns one result per structure x interval pattern tried (best
+    first) and the label regimen's own result on the same patients and horizon."""
+    reach = settings.reach_by_day
+    ev = evaluator or Evaluator(space, setup, settings, horizon=search_horizon(space, settings))
     rng = np.random.default_rng(settings.seed)
     results, t0 = [], time.perf_counter()
     label = ev.evaluate(space.label_candidate())
     structures = list(space.structures())
     for si, st in enumerate(structures):
         tried = {}
-        for pat in interval_patterns(st.n_steps, space.interval_days, reach):
+        every = all_patterns(st, space.interval_days, reach)
+        exhaustive = len(every) <= settings.exhaustive_patterns
+        for pat in every if exhaustive else interval_patterns(st, space.interval_days, reach):
             tried[pat] = ev.optimise(st, pat, starts_for(space, st, settings.starts, rng))
         if not tried:
             continue
         # stage 2: coordinate moves of single intervals around this structure's best
         best = min(tried.values(), key=lambda r: r["objective"])
-        improved = True
+        improved = not exhaustive
         while improved and st.n_steps:
             improved = False
             cur = best["candidate"].intervals
-            for i, d in itertools.product(range(st.n_steps), sorted(set(space.interval_days))):
-                pat = tuple(d if j == i else x for j, x in enumerate(cur))
-                if pat in tried or (reach is not None and sum(pat) > reach + 1e-9):
+            for pat in neighbours(cur, space.interval_days):
+                if pat in tried or not _valid(st, pat, reach):
                     continue
                 starts = [fractions_to_u(best["candidate"].fractions, space.floor)]
                 tried[pat] = ev.optimise(st, pat, starts)
@@ -320,5 +391,5 @@ def search(space: RegimenSpace, setup: CardTrialSetup, settings: SearchSettings,
     return sorted(results, key=lambda r: r["objective"]), label
 
 
-__all__ = ["OBJECTIVES", "SearchSettings", "Evaluator", "search", "masked_fractions", "fractions_to_u", "ladder",
-           "interval_patterns", "starts_for"]
+__all__ = ["OBJECTIVES", "SearchSettings", "Evaluator", "search", "search_horizon", "masked_fractions",
+           "fractions_to_u", "ladder", "interval_patterns", "all_patterns", "neighbours", "starts_for"]
