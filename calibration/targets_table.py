@@ -74,6 +74,10 @@ def il6_peaks(tab: pd.DataFrame, at: str = "median") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+PK_UNITS = ("conc_ug_per_ml", "tmax_h", "cmax_ug_per_ml", "ctrough_ug_per_ml", "terminal_half_life_day",
+            "accumulation_ratio_cmax", "accumulation_ratio_auc_tau", "cv_pct")
+
+
 def summary(tab: pd.DataFrame) -> str:
     """Targets within tolerance per kind, over the fitted rows; rows predicted but not fitted (a CRS count under
     another grading system) are counted apart."""
@@ -84,6 +88,10 @@ def summary(tab: pd.DataFrame) -> str:
     if (~fitted).any():
         g = tab[~fitted]
         out.append(f"not fitted (other CRS grading): {int(g.within.sum())}/{len(g)} within")
+    pk = tab[fitted & tab.unit.isin(PK_UNITS)]
+    if len(pk):
+        out.append(f"PK (concentration points and PK summaries): {int(pk.within.sum())}/{len(pk)} within "
+                   f"({100 * pk.within.mean():.1f}%)")
     return "; ".join(out)
 
 

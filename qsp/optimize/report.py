@@ -113,13 +113,18 @@ def resimulate(card, space: RegimenSpace, candidates: Sequence[Candidate], *, ho
         row["p_inpatient_ok"] = (1.0 if max_inpatient_stays is None
                                  else float(np.mean([x <= max_inpatient_stays + 1e-9 for x in stays])))
         row["p_reach_ok"] = 1.0 if reach_by_day is None or m["days_to_treatment_dose"] <= reach_by_day + 1e-9 else 0.0
+        if per_draw:  # per-dose intervals over the draws, for the monitoring plan
+            for key in ("per_dose_g2_pct", "per_dose_any_pct"):
+                d = np.stack([pd_[i][key] for pd_ in per_draw])
+                m[f"{key}_p05"], m[f"{key}_p95"] = np.percentile(d, 5, axis=0), np.percentile(d, 95, axis=0)
         rows.append(row)
     return pd.DataFrame(rows), point, point[0]
 
 
 def monitoring_plan(space: RegimenSpace, cand: Candidate, metrics: dict, rule: MonitoringRule,
                     horizon: float) -> pd.DataFrame:
-    """Per dose: day, dose, route, predicted P(CRS >= 2) and P(any CRS), inpatient or outpatient; the last column
+    """Per dose: day, dose, route, predicted P(CRS >= 2) and P(any CRS) (with their 5th/95th percentiles over the
+    parameter draws where ``metrics`` has them), inpatient or outpatient (by the point estimate); the last column
     marks the first dose from which every later dose is outpatient."""
     from ..premedication import drug_doses
 
@@ -127,9 +132,14 @@ def monitoring_plan(space: RegimenSpace, cand: Candidate, metrics: dict, rule: M
     g2, anyc = metrics["per_dose_g2_pct"], metrics["per_dose_any_pct"]
     rows = []
     for k, d in enumerate(doses[: len(g2)]):
-        rows.append({"dose_no": k + 1, "day": d.time + 1.0, "dose": d.amount, "unit": d.unit, "route": d.route,
-                     "label": d.label, "crs_g2_pct": float(g2[k]), "crs_any_pct": float(anyc[k]),
-                     "setting": "inpatient" if g2[k] > rule.g2_threshold_pct else "outpatient"})
+        row = {"dose_no": k + 1, "day": d.time + 1.0, "dose": d.amount, "unit": d.unit, "route": d.route,
+               "label": d.label, "crs_g2_pct": float(g2[k]), "crs_any_pct": float(anyc[k])}
+        for key, col in (("per_dose_g2_pct", "crs_g2_pct"), ("per_dose_any_pct", "crs_any_pct")):
+            if f"{key}_p05" in metrics:  # over the parameter draws (resimulate with draws)
+                row[f"{col}_p05"] = float(metrics[f"{key}_p05"][k])
+                row[f"{col}_p95"] = float(metrics[f"{key}_p95"][k])
+        row["setting"] = "inpatient" if g2[k] > rule.g2_threshold_pct else "outpatient"
+        rows.append(row)
     df = pd.DataFrame(rows)
     inp = (df.setting == "inpatient").to_numpy()
     last_in = int(np.flatnonzero(inp)[-1]) if inp.any() else -1
