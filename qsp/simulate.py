@@ -49,6 +49,7 @@ SOLVERS = {
 # "segments": one diffeqsolve per segment between events (lax.scan; resets supported);
 # "whole": one diffeqsolve per patient over its horizon, doses as exact offsets (qsp.whole_horizon; no resets)
 LOOPS = ("segments", "whole")
+ADJOINTS = ("reverse", "forward")
 
 STATUS_OK = 0
 STATUS_SOLVER_FAILED = 1  # the solver reported max_steps / dt_min or another failure
@@ -68,6 +69,9 @@ class SolverConfig:
     dtmin: float | None = None
     checkpoints: int | None = None  # reverse mode: steps stored per segment (None: diffrax's binomial default)
     loop: str = "segments"  # "segments" (one solve per event segment) or "whole" (qsp.whole_horizon)
+    # derivatives through the solver: "reverse" (jax.grad; diffrax's recursive checkpointing) or "forward"
+    # (jax.jvp / jax.jacfwd; diffrax.ForwardMode, cheaper for a few inputs, e.g. the optimizer's step doses)
+    adjoint: str = "reverse"
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -78,8 +82,17 @@ class SolverConfig:
                 raise InputError(f"{n} must be a positive number, got {v!r}", field=n)
         if self.loop not in LOOPS:
             raise InputError(f"unknown integration loop {self.loop!r}; allowed: {', '.join(LOOPS)}", field="loop")
+        if self.adjoint not in ADJOINTS:
+            raise InputError(f"unknown adjoint {self.adjoint!r}; allowed: {', '.join(ADJOINTS)}", field="adjoint")
         if not (isinstance(self.max_steps, int) and self.max_steps > 0):
             raise InputError(f"max_steps must be a positive integer, got {self.max_steps!r}", field="max_steps")
+
+
+def solver_adjoint(cfg: SolverConfig):
+    """The diffrax adjoint for ``cfg.adjoint``: reverse mode with recursive checkpointing, or forward mode."""
+    if cfg.adjoint == "forward":
+        return diffrax.ForwardMode()
+    return diffrax.RecursiveCheckpointAdjoint(checkpoints=cfg.checkpoints)
 
 
 def _route_vectors(model: Model, p: Mapping):
@@ -197,7 +210,7 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
         sol = diffrax.diffeqsolve(term, solver, t0=a, t1=b, dt0=None, y0=y, args=(p, rate),
                                   saveat=diffrax.SaveAt(subs=subs),
                                   stepsize_controller=controller, max_steps=cfg.max_steps, throw=False,
-                                  adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=cfg.checkpoints))
+                                  adjoint=solver_adjoint(cfg))
         y_end, ys = sol.ys[0][0], sol.ys[1]
         seg = (a + (b - a) * frac, sol.ys[2]) if seg_points else (jnp.zeros((0,)), jnp.zeros((0,)))
         out = jnp.where((k_out == k)[:, None], ys, out)

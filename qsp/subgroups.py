@@ -41,15 +41,18 @@ def _check(subgroup: str) -> None:
         raise InputError(f"unknown subgroup {subgroup!r}; allowed: {', '.join(SUBGROUPS)}", field="subgroup")
 
 
-def subgroup_setup(card, subgroup: str, *, patients: int, seed: int, parameters=None) -> CardTrialSetup:
-    """The card's virtual trial restricted to ``subgroup`` (see the module docstring), ``patients`` patients."""
+def subgroup_setup(card, subgroup: str, *, patients: int, seed: int, parameters=None,
+                   stratified: bool = False) -> CardTrialSetup:
+    """The card's virtual trial restricted to ``subgroup`` (see the module docstring), ``patients`` patients
+    (``stratified``: drawn from a Latin-hypercube cohort, :func:`qsp.trial.card_trial_setup`)."""
     _check(subgroup)
     if isinstance(patients, bool) or not isinstance(patients, (int, np.integer)) or patients < 1:
         raise InputError(f"number of patients must be a positive integer, got {patients!r}", field="patients")
     col, side, _ = SUBGROUPS[subgroup]
     if side == "all":
-        return card_trial_setup(card, patients=int(patients), seed=seed, parameters=parameters, prior_tcr=1.0)
-    setup = card_trial_setup(card, patients=4 * int(patients), seed=seed, parameters=parameters)
+        return card_trial_setup(card, patients=int(patients), seed=seed, parameters=parameters, prior_tcr=1.0,
+                                stratified=stratified)
+    setup = card_trial_setup(card, patients=4 * int(patients), seed=seed, parameters=parameters, stratified=stratified)
     cov = setup.population.covariates
     if col not in cov or float(np.std(cov[col].to_numpy(float))) == 0.0:
         raise InputError(f"{card.name}: {col} does not vary between virtual patients (no IIV in the card), so the "

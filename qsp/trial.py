@@ -434,9 +434,10 @@ class CardTrialSetup:
 
 def card_trial_setup(card, *, patients: int = 1000, seed: int = 0, premed: str = "label", parameters=None,
                      prior_tcr: float | None = None, params: Mapping | None = None,
-                     crs: Mapping | None = None) -> CardTrialSetup:
+                     crs: Mapping | None = None, stratified: bool = False) -> CardTrialSetup:
     """What :func:`run_card_trial` builds before it runs a regimen (arguments as there): the same patients and
-    values for every regimen of a comparison (the optimizer's candidates)."""
+    values for every regimen of a comparison (the optimizer's candidates). ``stratified``: Latin-hypercube
+    patients (:func:`qsp.population.sample_population`), for a small population standing in for a large one."""
     from .paramsets import resolve_parameter_set
     from .population import omega_target, population_spec, sample_population, with_omegas
 
@@ -458,5 +459,6 @@ def card_trial_setup(card, *, patients: int = 1000, seed: int = 0, premed: str =
     spec = population_spec(card, premed_fraction=1.0 if premed == "label" else 0.0, **extra)
     if iiv:  # same patients (named random streams), their spread rescaled
         spec = with_omegas(spec, {k: float(v) for k, v in iiv.items()})
-    pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm)
+    pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm,
+                            stratified=bool(stratified))
     return CardTrialSetup(model, ref, pop, params, crs, pset)

@@ -89,7 +89,8 @@ def solve_events_whole(model: Model, cfg, params: Mapping, ev: EventArrays, ts, 
     sampled at ``seg_points`` evenly spaced points (right-continuous at its start, left limit at its end).
     Regimens with resets are not supported here (:func:`has_resets`).
     """
-    from .simulate import SOLVERS, STATUS_NONFINITE, STATUS_OK, STATUS_SOLVER_FAILED, WindowSolution, _route_vectors
+    from .simulate import (SOLVERS, STATUS_NONFINITE, STATUS_OK, STATUS_SOLVER_FAILED, WindowSolution, _route_vectors,
+                           solver_adjoint)
 
     p = {k: jnp.asarray(v, dtype=float) for k, v in params.items()}
     ts = jnp.asarray(ts, dtype=float)
@@ -153,7 +154,7 @@ def solve_events_whole(model: Model, cfg, params: Mapping, ev: EventArrays, ts, 
     sol = diffrax.diffeqsolve(diffrax.ODETerm(field), solver, t0=t_start, t1=t_end, dt0=None, y0=y0, args=p,
                               saveat=diffrax.SaveAt(ts=save_t[order]), stepsize_controller=controller,
                               max_steps=cfg.max_steps * n_seg, throw=False,
-                              adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=cfg.checkpoints))
+                              adjoint=solver_adjoint(cfg))
     y_all = sol.ys[inverse] + cum[save_k]
     n = ts.shape[0]
     out = y_all[:n]

@@ -56,7 +56,13 @@ def test_custom_regimen_file(drug, tmp_path):
     assert (doses.cmax_ug_per_ml > 0).all()
 
 
-@pytest.mark.parametrize("drug", DRUGS)
+# The default selection runs the small population for four cards of different structure (SC mg/kg step-up,
+# 1-cmt continuous IV, IV with pretreatment, a gp100 TCR bispecific); the other eight are `slow` (CI time), and
+# every card's 200-patient population is checked by the slow test below.
+FAST_POP = ("teclistamab", "blinatumomab", "glofitamab", "tebentafusp")
+
+
+@pytest.mark.parametrize("drug", [d if d in FAST_POP else pytest.param(d, marks=pytest.mark.slow) for d in DRUGS])
 def test_population(drug, tmp_path):
     out = tmp_path / "o"
     r = runner.invoke(app, ["simulate", "--drug", drug, "--patients", "6", "--seed", "2", "--days", "10",

@@ -157,8 +157,9 @@ def test_search_finds_the_known_optimum_of_a_toy_model(exhaustive):
     results, label = search(sp, None, settings, evaluator=toy)
     best = results[0]
     assert best["candidate"].intervals == p_best
-    assert best["objective"] == pytest.approx(v_best, rel=1e-6)
-    np.testing.assert_allclose(best["candidate"].fractions, toy.exact(p_best)[1], rtol=1e-4)
+    # L-BFGS stops when a step gains less than ftol = 1e-4 (relative): the optimum to that precision
+    assert best["objective"] == pytest.approx(v_best, rel=1e-4) and best["objective"] >= v_best * (1 - 1e-12)
+    np.testing.assert_allclose(best["candidate"].fractions, toy.exact(p_best)[1], rtol=1e-2)
     assert all(sum(r["candidate"].intervals) <= reach + 1e-9 for r in results)
     assert label["objective"] == pytest.approx(toy.exact(sp.label_candidate().intervals)[0], abs=100) and \
         label["objective"] >= v_best  # the label is a candidate too: never below the optimum

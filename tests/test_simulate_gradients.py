@@ -185,3 +185,24 @@ def test_grads_with_simultaneous_events_and_events_at_or_after_the_last_output()
     np.testing.assert_allclose(gj[:, j30[0]], gj[:, j30[1]], rtol=1e-12)  # simultaneous boluses act alike
     _check_param_grads(gp, ev)
     _check_amount_grads(gj, gi, ev)
+
+
+def test_forward_mode_jacobian_equals_reverse_mode(jac):
+    """``SolverConfig(adjoint="forward")`` (diffrax.ForwardMode; ``jax.jacfwd``) gives the reverse-mode Jacobian."""
+    from dataclasses import replace
+
+    fwd_fn = compiled(M2, replace(CFG, adjoint="forward"), False)
+
+    def obs_fwd(params, jump_amount, inf_amount, ev):
+        ev = ev._replace(jump_amount=jump_amount, inf_amount=inf_amount)
+        cp = fwd_fn(params, ev, TS, LEFT)[1]["CP"]
+        return jnp.concatenate([cp[PICK], jnp.trapezoid(cp, jnp.asarray(TS))[None]])
+
+    jf = jax.jit(jax.jacfwd(obs_fwd, argnums=(0, 1, 2)))(_p(P2), jnp.asarray(EV.jump_amount),
+                                                          jnp.asarray(EV.inf_amount), EV)
+    for name in PNAMES:
+        np.testing.assert_allclose(np.asarray(jf[0][name]), np.asarray(jac[0][name]), rtol=1e-8, atol=1e-12,
+                                   err_msg=name)
+    np.testing.assert_allclose(np.asarray(jf[1]), np.asarray(jac[1]), rtol=1e-8, atol=1e-12)
+    with pytest.raises(Exception, match="adjoint"):
+        SolverConfig(adjoint="sideways")

@@ -5,6 +5,8 @@
   the calibrated fit (:func:`qsp.paramsets.draw_parameter_sets`): every metric of :mod:`qsp.optimize.objectives`
   with its median and 90% interval over the draws, the exposure as a ratio to the label's (same draw, same
   patients), and the probability over draws that each constraint holds.
+  Each regimen is also compared with the label draw by draw (paired: same draw, same patients): the 5th-95th
+  percentile of its step-up P(CRS >= 2) minus the label's, and the fraction of draws in which it is lower.
 * :func:`pareto_mask` marks the candidates no other candidate beats on every one of CRS risk, days to the
   treatment dose and inpatient days (ties allowed).
 * :func:`monitoring_plan`: per dose of a regimen, the predicted P(CRS >= 2) and inpatient or outpatient by the
@@ -60,12 +62,13 @@ def _metrics_for(space: RegimenSpace, setup, regs, horizon: float, rule: Monitor
     return out
 
 
-def _setup(card, patients: int, seed: int, parameters, subgroup: str | None):
+def _setup(card, patients: int, seed: int, parameters, subgroup: str | None, stratified: bool = False):
     if subgroup:
         from ..subgroups import subgroup_setup
 
-        return subgroup_setup(card, subgroup, patients=patients, seed=seed, parameters=parameters)
-    return card_trial_setup(card, patients=patients, seed=seed, parameters=parameters)
+        return subgroup_setup(card, subgroup, patients=patients, seed=seed, parameters=parameters,
+                              stratified=stratified)
+    return card_trial_setup(card, patients=patients, seed=seed, parameters=parameters, stratified=stratified)
 
 
 def resimulate(card, space: RegimenSpace, candidates: Sequence[Candidate], *, horizon: float, patients: int,
@@ -105,6 +108,11 @@ def resimulate(card, space: RegimenSpace, candidates: Sequence[Candidate], *, ho
                 row[f"{k}_mean"] = float(np.mean(d))
                 for q in (5, 90, 95):
                     row[f"{k}_p{q:02d}"] = float(np.percentile(d, q))
+        if per_draw:  # paired with the label (same draw, same patients): is the regimen better, draw by draw?
+            diff = [pd_[i]["crs_g2_stepup_pct"] - pd_[0]["crs_g2_stepup_pct"] for pd_ in per_draw]
+            row["crs_g2_stepup_diff_vs_label_p05"] = float(np.percentile(diff, 5))
+            row["crs_g2_stepup_diff_vs_label_p95"] = float(np.percentile(diff, 95))
+            row["p_lower_crs_g2_than_label"] = float(np.mean(np.asarray(diff) < 0))
         ok_exp = ([pd_[i]["exposure_auc"] / pd_[0]["exposure_auc"] >= min_exposure for pd_ in per_draw]
                   if per_draw else [vals["exposure_ratio"] >= min_exposure])
         row["p_exposure_ok"] = float(np.mean(ok_exp))

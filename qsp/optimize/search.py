@@ -27,7 +27,11 @@ Every candidate is optimised by L-BFGS (SciPy, on the jitted value and gradient)
 with at most ``exhaustive_patterns`` allowed interval patterns (from ``interval_days``, reaching the treatment dose
 by ``reach_by_day``, a split step followed by >= 2 days) has every pattern tried; otherwise stage 1 tries equal
 intervals and stage 2 moves around the structure's best (:func:`neighbours`: one interval changed, or one interval
-lengthened and another shortened) until no move improves.
+lengthened and another shortened): each new neighbour is screened by one evaluation at the best step doses, the
+``refine`` best screened are optimised, until a round improves nothing. L-BFGS stops after ``max_iter`` steps or
+when a step gains less than ``ftol`` (relative). Gradients: reverse mode by default; ``gradient="forward"``
+pushes ``MAX_STEPS`` tangents through the solver instead (measured on teclistamab, 4 draws x 48 patients: 1.69 s
+per value and gradient forward vs 1.46 s reverse; forward compiles faster, 27 vs 43 s).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import jax
@@ -103,13 +107,16 @@ class Prepared:
 class SearchSettings:
     objective: str = "crs_g2"
     reach_by_day: float | None = None
-    follow_days: float = 14.0  # horizon = latest first-treatment day allowed + this
+    follow_days: float = 7.0  # search horizon = latest first-treatment day allowed + this (its CRS window)
     rule: MonitoringRule = field(default_factory=MonitoringRule)
-    starts: int = 3
+    starts: int = 2
     max_iter: int = 30
     seed: int = 0
     seg_points: int = SEG_POINTS
     exhaustive_patterns: int = 8  # try every interval pattern of a structure that has at most this many
+    gradient: str = "reverse"  # derivatives of the objective in the step doses: "forward" or "reverse" mode
+    refine: int = 2  # stage 2: neighbours optimised per round (the best by their screened objective)
+    ftol: float = 1e-4  # L-BFGS stops when a step improves the objective by less than this, relatively
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -120,6 +127,10 @@ class SearchSettings:
                              field="reach_by_day")
         if not (isinstance(self.starts, int) and self.starts >= 1):
             raise InputError(f"starts must be a positive integer, got {self.starts}", field="starts")
+        if not (isinstance(self.refine, int) and self.refine >= 1):
+            raise InputError(f"refine must be a positive integer, got {self.refine}", field="refine")
+        if self.gradient not in ("forward", "reverse"):
+            raise InputError(f"unknown gradient mode {self.gradient!r}; allowed: forward, reverse", field="gradient")
         if not (isinstance(self.exhaustive_patterns, int) and self.exhaustive_patterns >= 0):
             raise InputError(f"exhaustive_patterns must be a non-negative integer, got {self.exhaustive_patterns}",
                              field="exhaustive_patterns")
@@ -202,6 +213,7 @@ class Evaluator:
     def _build(self):
         pb, c, eta, tcr, cfg = self._shared
         # patients vmapped inside, parameter draws outside (events, output times and dose times shared)
+        cfg = replace(cfg, adjoint=self.settings.gradient)
         batch = jax.vmap(patient_batch_fn(self.setup.model, cfg, self.settings.seg_points, ("conc_ug_per_ml",)),
                          in_axes=(0, None, None, None, None, 0, 0, 0))
         obj, rule, floor = self.settings.objective, self.settings.rule, self.floor
@@ -230,7 +242,20 @@ class Evaluator:
             return val, {"crs_g2_stepup_pct": g2, "crs_any_stepup_pct": anyc, "per_dose_g2_pct": per_dose,
                          "crs_g2_stepup_pct_draws": g2_k, "failed": jnp.sum(~ok)}
 
-        self._vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
+        if self.settings.gradient == "forward":  # MAX_STEPS tangents through the solver (diffrax.ForwardMode)
+            def both(u, *args):
+                v, aux = loss(u, *args)
+                return v, (v, aux)
+
+            jf = jax.jacfwd(both, has_aux=True)
+
+            def vg(u, *args):
+                g, (v, aux) = jf(u, *args)
+                return (v, aux), g
+
+            self._vg = jax.jit(vg)
+        else:
+            self._vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
 
     def value_and_grad(self, u, prep: Prepared):
         if self._vg is None:
@@ -273,7 +298,7 @@ class Evaluator:
 
             if n:
                 r = minimize(fg, np.asarray(u0, float)[:n], jac=True, method="L-BFGS-B",
-                             options={"maxiter": self.settings.max_iter})
+                             options={"maxiter": self.settings.max_iter, "ftol": self.settings.ftol})
                 x = r.x
             else:
                 x = np.zeros(0)
@@ -373,15 +398,20 @@ def search(space: RegimenSpace, setup: CardTrialSetup | Sequence[CardTrialSetup]
             continue
         # stage 2: coordinate moves of single intervals around this structure's best
         best = min(tried.values(), key=lambda r: r["objective"])
-        improved = not exhaustive
+        improved, screened = not exhaustive, set()
         while improved and st.n_steps:
             improved = False
-            cur = best["candidate"].intervals
-            for pat in neighbours(cur, space.interval_days):
-                if pat in tried or not _valid(st, pat, reach):
+            cur = best["candidate"]
+            # screen every new neighbour at the current best step doses (one evaluation each: an upper bound of
+            # its optimum), then optimise the ``refine`` most promising from there
+            scores = []
+            for pat in neighbours(cur.intervals, space.interval_days):
+                if pat in tried or pat in screened or not _valid(st, pat, reach):
                     continue
-                starts = [fractions_to_u(best["candidate"].fractions, space.floor)]
-                tried[pat] = ev.optimise(st, pat, starts)
+                screened.add(pat)
+                scores.append((ev.evaluate(Candidate(st, cur.fractions, pat))["objective"], pat))
+            for _, pat in sorted(scores)[: settings.refine]:
+                tried[pat] = ev.optimise(st, pat, [fractions_to_u(cur.fractions, space.floor)])
                 if tried[pat]["objective"] < best["objective"] - 1e-9:
                     best, improved = tried[pat], True
         results += list(tried.values())

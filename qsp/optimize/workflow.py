@@ -60,17 +60,28 @@ def pick(results: list[dict], top: int) -> list[dict]:
     return chosen
 
 
+CYCLE_DAYS = 28.0  # the exposure constraint's window: cycle 1 (from the first dose)
+
+
+def report_horizon(space: RegimenSpace, settings: SearchSettings) -> float:
+    """Days re-simulated for the report: the search horizon + 7 days, at least cycle 1 (28 days), so that the
+    exposure ratio is a cycle-1 AUC ratio (longer when the latest allowed first treatment dose is late)."""
+    return max(search_horizon(space, settings) + 7.0, CYCLE_DAYS)
+
+
 def search_setups(card, *, patients: int, seed: int, draws: int, draw_seed: int, parameters=None,
                   subgroup: str | None = None) -> list:
     """The search's virtual trials: the point estimate (``draws`` 0) or one per parameter draw of the calibrated
-    fit (:func:`qsp.paramsets.draw_parameter_sets`), all on the same patients (of ``subgroup`` if given)."""
+    fit (:func:`qsp.paramsets.draw_parameter_sets`), all on the same patients (of ``subgroup`` if given).
+    The search's patients are Latin-hypercube draws (every covariate and random effect exactly stratified, so
+    that a few dozen stand in for a large population); the re-simulation's fresh patients are plain draws."""
     from ..paramsets import draw_parameter_sets
     from .report import _setup
 
-    base = _setup(card, patients, seed, parameters, subgroup)
+    base = _setup(card, patients, seed, parameters, subgroup, stratified=True)
     if not draws:
         return [base]
-    return [_setup(card, patients, seed, s, subgroup)
+    return [_setup(card, patients, seed, s, subgroup, stratified=True)
             for s in draw_parameter_sets(card.name, base.model, int(draws), draw_seed)]
 
 
@@ -109,7 +120,7 @@ def run_optimize(card, space: RegimenSpace, settings: SearchSettings, *, rule: M
     results, label_res = search(space, setups, settings, progress=say)
     reach = settings.reach_by_day
     lab_days = space.days_to_treatment_dose(space.label_candidate())
-    horizon = search_horizon(space, settings)
+    horizon = report_horizon(space, settings)
     chosen = pick(results, top)
     say(f"re-simulating the label and {len(chosen)} regimens on {patients} fresh patients (seed {seed + 1})"
         + (f" x {draws} parameter draws" if draws else ""))
@@ -176,7 +187,7 @@ def _stratified(card, space, settings, subgroups, overall, overall_name, *, rule
 
     rows, files = [], {}
     lab_days = space.days_to_treatment_dose(space.label_candidate())
-    horizon = search_horizon(space, settings)
+    horizon = report_horizon(space, settings)
     for sg in subgroups:
         say(f"subgroup {sg}: searching on {search_patients} patients")
         setups = search_setups(card, patients=search_patients, seed=seed, draws=search_draws, draw_seed=seed + 1000,
@@ -283,4 +294,4 @@ def _bands_figure(lab: dict, best: dict, lab_desc: str, best_desc: str, space: R
     return fig
 
 
-__all__ = ["run_optimize", "pick", "search_setups"]
+__all__ = ["CYCLE_DAYS", "run_optimize", "pick", "report_horizon", "search_setups"]
