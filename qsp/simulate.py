@@ -206,13 +206,14 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
         subs = [diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(ts=jnp.clip(ts, a, b))]
         if seg_points:
             fn = (lambda t, y_, args: seg_fn(t, y_, args[0])) if seg_fn is not None else (lambda t, y_, args: y_)
-            subs.append(diffrax.SubSaveAt(ts=a + (b - a) * frac, fn=fn))
+            # clipped: a + (b - a) * 1.0 can round one ulp past b (e.g. a = 1 + 1/6, b = 4), which diffrax refuses
+            subs.append(diffrax.SubSaveAt(ts=jnp.clip(a + (b - a) * frac, a, b), fn=fn))
         sol = diffrax.diffeqsolve(term, solver, t0=a, t1=b, dt0=None, y0=y, args=(p, rate),
                                   saveat=diffrax.SaveAt(subs=subs),
                                   stepsize_controller=controller, max_steps=cfg.max_steps, throw=False,
                                   adjoint=solver_adjoint(cfg))
         y_end, ys = sol.ys[0][0], sol.ys[1]
-        seg = (a + (b - a) * frac, sol.ys[2]) if seg_points else (jnp.zeros((0,)), jnp.zeros((0,)))
+        seg = (jnp.clip(a + (b - a) * frac, a, b), sol.ys[2]) if seg_points else (jnp.zeros((0,)), jnp.zeros((0,)))
         out = jnp.where((k_out == k)[:, None], ys, out)
         failed = sol.result != diffrax.RESULTS.successful
         status = jnp.where((status == STATUS_OK) & failed & valid, STATUS_SOLVER_FAILED, status)

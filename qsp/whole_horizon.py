@@ -137,7 +137,7 @@ def solve_events_whole(model: Model, cfg, params: Mapping, ev: EventArrays, ts, 
     n_seg = lo.shape[0]
     if seg_points:
         frac = jnp.linspace(0.0, 1.0, seg_points)
-        seg_t = lo[:, None] + (hi - lo)[:, None] * frac[None, :]
+        seg_t = jnp.clip(lo[:, None] + (hi - lo)[:, None] * frac[None, :], lo[:, None], hi[:, None])  # no ulp overshoot
     else:
         seg_t = jnp.zeros((n_seg, 0))
     k_seg = jnp.broadcast_to(jnp.arange(n_seg)[:, None], seg_t.shape)

@@ -231,3 +231,19 @@ def test_prior_tcr_fraction_sets_the_subgroup_and_moves_dose_1_crs(card, label14
     for bad in (1.5, -0.1, "half", True):
         with pytest.raises(InputError, match="prior_tcr"):
             run_card_trial(card, patients=N_SMALL, seed=0, days=DAYS_SMALL, prior_tcr=bad)
+
+
+def test_segment_sample_grid_never_passes_its_segment_end():
+    """Regression (found by the optimizer on mosunetuzumab): a 4 h infusion on day 1 ends at 1 + 1/6 and the next
+    dose is on day 4; ``a + (b - a) * 1.0`` rounded one ulp past ``b`` and diffrax refused the save times."""
+    from qsp.cards import load_card
+    from qsp.regimen import Dose, Regimen
+    from qsp.trial import card_trial_setup, run_trial
+
+    card = load_card("mosunetuzumab")
+    reg = Regimen(tuple(Dose(t, a, "mg", "IV_infusion", duration=4 / 24) for t, a in ((0.0, 1.0), (1.0, 2.0),
+                                                                                       (4.0, 60.0))), "day")
+    s = card_trial_setup(card, patients=2, seed=0)
+    res = run_trial(s.model, reg, s.population, s.ref, days=8.0, crs=s.crs, params=s.params or None,
+                    follow_up_days=0.0)
+    assert res.ok.all() and res.crs["p_g2plus"].shape == (2, 3)
