@@ -2,6 +2,7 @@
 its regimen files load in `qsp simulate` (slow)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,8 +10,9 @@ import pandas as pd
 import pytest
 
 
-def _qsp(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "qsp", *args], capture_output=True, text=True, timeout=1800, cwd=cwd)
+def _qsp(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "qsp", *args], capture_output=True, text=True, timeout=1800, cwd=cwd,
+                          env=env)
 
 
 @pytest.mark.parametrize("args, field", [
@@ -36,17 +38,30 @@ def test_bad_arguments_exit_2_with_one_line_and_nothing_written(tmp_path, args, 
     assert "Traceback" not in r.stderr and not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_draws_without_a_calibrated_fit_are_refused(tmp_path):
+    """--uncertainty / --search-draws draw from the calibrated fit: with none in force (the tests' default,
+    QSP_CALIBRATED=none) or with --parameters prior, one line naming the flag, before any work."""
+    for args, field in ((["--uncertainty", "4"], "--uncertainty"), (["--search-draws", "2"], "--search-draws"),
+                        (["--parameters", "prior", "--uncertainty", "4"], "--uncertainty")):
+        r = _qsp("optimize", "--drug", "teclistamab", *args, "--out", str(tmp_path / "o"))
+        assert r.returncode == 2 and r.stderr.startswith("error:") and field in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
 def test_unknown_drug_is_refused(tmp_path):
     r = _qsp("optimize", "--drug", "nodrug", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
-def test_tiny_search_writes_the_outputs_and_regimens_round_trip(tmp_path):
+def test_tiny_search_writes_the_outputs_and_regimens_round_trip(tmp_path, shipped_calibrated):
     out = tmp_path / "opt"
     r = _qsp("optimize", "--drug", "teclistamab", "--max-steps", "1", "--search-patients", "8", "--patients", "16",
-             "--intervals", "2,3", "--subgroups", "prior_tcr", "--max-inpatient-stays", "1", "--out", str(out))
+             "--intervals", "2,3", "--subgroups", "prior_tcr", "--max-inpatient-stays", "1", "--uncertainty", "2",
+             "--progress", "--out", str(out), env={**os.environ, "QSP_CALIBRATED": str(shipped_calibrated)})
     assert r.returncode == 0, r.stderr[-3000:]
+    # --progress: the bars run to their ends (2 structures: 0 and 1 step; 2 draws), next to the status lines
+    assert "structures: 100%" in r.stderr and "2/2" in r.stderr and "re-simulating over 2 draws: 100%" in r.stderr
     for f in ("pareto.csv", "label_comparison.csv", "monitoring_plan.csv", "restart_rules.csv", "stratified.csv",
               "pareto.png", "per_dose_crs.png", "bands.png"):
         assert (out / f).stat().st_size > 0, f

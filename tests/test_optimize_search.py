@@ -173,3 +173,22 @@ def test_neighbours_include_transfers_that_keep_the_total():
     nb = neighbours((2.0, 2.0, 2.0, 4.0), (1.0, 2.0, 3.0, 4.0, 7.0))
     assert (1.0, 2.0, 3.0, 4.0) in nb and (2.0, 2.0, 2.0, 4.0) not in nb
     assert len(nb) == len(set(nb))
+
+
+def test_search_progress_bar_counts_every_structure(capsys):
+    """``search(..., bar=True)``: a tqdm bar on stderr that ends at every structure of the space, its postfix the
+    patterns optimised and the best objective; no bar without it."""
+    from qsp.cards import load_card
+    from qsp.optimize.search import SearchSettings, search
+    from qsp.optimize.space import RegimenSpace
+
+    card = load_card("teclistamab")
+    sp = RegimenSpace.from_label("teclistamab", card.regimen(until_day=60), max_steps=2, interval_days=(1.0, 2.0))
+    settings = SearchSettings(objective="crs_g2", reach_by_day=10.0, starts=1, max_iter=50)
+    n = len(list(sp.structures()))
+    search(sp, None, settings, evaluator=ToyEvaluator(sp, settings))
+    assert "structures" not in capsys.readouterr().err
+    results, _ = search(sp, None, settings, evaluator=ToyEvaluator(sp, settings), bar=True)
+    err = capsys.readouterr().err
+    assert "structures: 100%" in err and f"{n}/{n}" in err, err[-500:]
+    assert f"{len(results)} optimised, best" in err

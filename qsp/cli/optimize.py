@@ -8,6 +8,7 @@ parameter draws; the outputs are written atomically into ``--out``.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def optimize_command(
                                     help="inpatient monitoring after a dose whose P(CRS >= 2) exceeds this %"),
     parameters: str = typer.Option("default", "--parameters", help="default, calibrated or prior"),
     out: Path = typer.Option(None, "--out", help="output folder"),
+    bar: bool = typer.Option(None, "--progress/--no-progress",
+                             help="progress bars on stderr (default: when stderr is a terminal)"),
 ) -> None:
     from ..cards import load_card
     from ..optimize.objectives import MonitoringRule
@@ -130,10 +133,16 @@ def optimize_command(
             reach_by_day = lab_days
         settings = SearchSettings(objective=objective, reach_by_day=reach_by_day, rule=rule, seed=seed)
         pset = None if parameters == "default" else parameters
-        if pset is not None:
+        if pset is not None or uncertainty or search_draws:
             from ..paramsets import resolve_parameter_set
 
-            resolve_parameter_set(card.name, card.model(), pset)  # refuse a missing calibrated file now
+            got = resolve_parameter_set(card.name, card.model(), pset)  # refuse a missing calibrated file now
+            if (uncertainty or search_draws) and got.name != "calibrated":
+                flag = "--uncertainty" if uncertainty else "--search-draws"
+                why = ("--parameters prior was given" if pset == "prior" else
+                       "no calibrated parameter file is available, so the default set is prior")
+                raise InputError(f"{flag} draws from the calibrated fit: it needs --parameters calibrated ({why})",
+                                 field=flag)
     except InputError as e:
         echo_error(str(e))
         raise typer.Exit(EXIT_USAGE)
@@ -145,7 +154,8 @@ def optimize_command(
                                   patients=patients, seed=seed, draws=uncertainty, search_draws=search_draws,
                                   top=top, min_exposure=min_exposure, max_inpatient_stays=max_stays,
                                   subgroups=sgs, restart=restart, parameters=pset,
-                                  progress=lambda msg: typer.echo(msg, err=True))
+                                  progress=lambda msg: typer.echo(msg, err=True),
+                                  bar=sys.stderr.isatty() if bar is None else bar)
     from .outputs import write_outputs
 
     try:

@@ -74,12 +74,13 @@ def _setup(card, patients: int, seed: int, parameters, subgroup: str | None, str
 def resimulate(card, space: RegimenSpace, candidates: Sequence[Candidate], *, horizon: float, patients: int,
                seed: int, rule: MonitoringRule = MonitoringRule(), draws: int = 0, draw_seed: int = 0,
                parameters=None, min_exposure: float = 0.0, reach_by_day: float | None = None,
-               max_inpatient_stays: int | None = None, subgroup: str | None = None, bands: bool = False
-               ) -> tuple[pd.DataFrame, list[dict], dict]:
+               max_inpatient_stays: int | None = None, subgroup: str | None = None, bands: bool = False,
+               bar: bool = False) -> tuple[pd.DataFrame, list[dict], dict]:
     """The label (row 0, ``is_label``) and the candidates on fresh patients (of ``subgroup``,
     :mod:`qsp.subgroups`, if given); see the module docstring. With ``draws``: for each risk, its mean and 5th,
     90th and 95th percentiles over the draws (``_mean``, ``_p05``, ``_p90``, ``_p95``); ``p_<constraint>_ok`` is the
-    fraction of draws meeting the constraint (the point estimate's 0/1 without draws).
+    fraction of draws meeting the constraint (the point estimate's 0/1 without draws). ``bar``: a progress bar
+    (tqdm, stderr) over the draws.
 
     Returns the summary table, the point-estimate metrics of each row (per-dose arrays included) and the label's.
     """
@@ -91,7 +92,12 @@ def resimulate(card, space: RegimenSpace, candidates: Sequence[Candidate], *, ho
     if draws:
         from ..paramsets import draw_parameter_sets
 
-        for s in draw_parameter_sets(card.name, setup.model, int(draws), draw_seed):
+        sets = draw_parameter_sets(card.name, setup.model, int(draws), draw_seed)
+        if bar:
+            from tqdm import tqdm
+
+            sets = tqdm(sets, desc=f"re-simulating over {int(draws)} draws", unit="draw", dynamic_ncols=True)
+        for s in sets:
             per_draw.append(_metrics_for(space, _setup(card, patients, seed, s, subgroup), regs, horizon, rule))
     rows = []
     for i, (c, m) in enumerate(zip(cands, point)):

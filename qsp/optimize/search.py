@@ -374,27 +374,32 @@ def search_horizon(space: RegimenSpace, settings: SearchSettings) -> float:
 
 
 def search(space: RegimenSpace, setup: CardTrialSetup | Sequence[CardTrialSetup] | None, settings: SearchSettings,
-           *, progress: Callable[[str], None] | None = None, evaluator: Evaluator | None = None
-           ) -> tuple[list[dict], dict]:
+           *, progress: Callable[[str], None] | None = None, evaluator: Evaluator | None = None,
+           bar: bool = False) -> tuple[list[dict], dict]:
     """Every structure of ``space``, step doses optimised at each interval pattern tried: every pattern where a
     structure has at most ``settings.exhaustive_patterns``; otherwise stage 1 (equal intervals) then stage 2
     (one-interval moves around the structure's best until none improves). ``setup``: the virtual trial (one, or
     one per parameter draw: the objective is then the mean over draws); ``evaluator`` replaces the virtual trial
     (tests: a model with a known optimum). Returns one result per structure x interval pattern tried (best
-    first) and the label regimen's own result on the same patients and horizon."""
+    first) and the label regimen's own result on the same patients and horizon. ``bar``: a progress bar (tqdm, on
+    stderr) over the structures, its postfix the patterns optimised so far and the best objective."""
     reach = settings.reach_by_day
     ev = evaluator or Evaluator(space, setup, settings, horizon=search_horizon(space, settings))
     rng = np.random.default_rng(settings.seed)
     results, t0 = [], time.perf_counter()
     label = ev.evaluate(space.label_candidate())
     structures = list(space.structures())
+    pbar = _bar(len(structures), bar)
     for si, st in enumerate(structures):
         tried = {}
         every = all_patterns(st, space.interval_days, reach)
         exhaustive = len(every) <= settings.exhaustive_patterns
         for pat in every if exhaustive else interval_patterns(st, space.interval_days, reach):
             tried[pat] = ev.optimise(st, pat, starts_for(space, st, settings.starts, rng))
+            _tick(pbar, st, len(results) + len(tried), tried)
         if not tried:
+            if pbar is not None:
+                pbar.update(1)
             continue
         # stage 2: coordinate moves of single intervals around this structure's best
         best = min(tried.values(), key=lambda r: r["objective"])
@@ -412,13 +417,35 @@ def search(space: RegimenSpace, setup: CardTrialSetup | Sequence[CardTrialSetup]
                 scores.append((ev.evaluate(Candidate(st, cur.fractions, pat))["objective"], pat))
             for _, pat in sorted(scores)[: settings.refine]:
                 tried[pat] = ev.optimise(st, pat, [fractions_to_u(cur.fractions, space.floor)])
+                _tick(pbar, st, len(results) + len(tried), tried)
                 if tried[pat]["objective"] < best["objective"] - 1e-9:
                     best, improved = tried[pat], True
         results += list(tried.values())
+        if pbar is not None:
+            pbar.update(1)
         if progress:
             progress(f"structure {si + 1}/{len(structures)} ({st.n_steps} steps, {','.join(st.routes)}): best "
                      f"{best['objective']:.3g} ({time.perf_counter() - t0:.0f} s)")
+    if pbar is not None:
+        pbar.close()
     return sorted(results, key=lambda r: r["objective"]), label
+
+
+def _bar(total: int, on: bool):
+    """A tqdm bar over ``total`` structures on stderr (None when ``on`` is false)."""
+    if not on:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="structures", unit="structure", dynamic_ncols=True)
+
+
+def _tick(pbar, st, n_optimised: int, tried: dict) -> None:
+    """Refresh the bar's postfix after one optimisation: the structure, patterns optimised, its best so far."""
+    if pbar is None:
+        return
+    best = min(r["objective"] for r in tried.values())
+    pbar.set_postfix_str(f"{st.n_steps} steps {','.join(st.routes)}: {n_optimised} optimised, best {best:.3g}")
 
 
 __all__ = ["OBJECTIVES", "SearchSettings", "Evaluator", "search", "search_horizon", "masked_fractions",

@@ -106,18 +106,19 @@ def run_optimize(card, space: RegimenSpace, settings: SearchSettings, *, rule: M
                  patients: int, seed: int, draws: int = 0, search_draws: int = 0, top: int = 5,
                  min_exposure: float = 0.8, max_inpatient_stays: int | None = None, subgroups: tuple[str, ...] = (),
                  restart: bool = True, parameters=None,
-                 progress: Callable[[str], None] | None = None) -> tuple[dict, str]:
+                 progress: Callable[[str], None] | None = None, bar: bool = False) -> tuple[dict, str]:
     """Search, re-simulate, tables and figures (see the module docstring). ``search_draws``: parameter draws the
     search averages over (0: the point estimate); ``draws``: draws of the re-simulation's intervals; ``subgroups``:
     the search and re-simulation again within each (``stratified.csv``); ``restart``: the best regimen's
-    re-step-up table (``restart_rules.csv``)."""
+    re-step-up table (``restart_rules.csv``); ``bar``: progress bars (tqdm, stderr) over the search's structures
+    and the re-simulation's draws, next to the ``progress`` status lines."""
     say = progress or (lambda m: None)
     setups = search_setups(card, patients=search_patients, seed=seed, draws=search_draws, draw_seed=seed + 1000,
                            parameters=parameters)
     say(f"searching {card.name}: up to {space.max_steps} steps, routes {','.join(space.routes)}, intervals "
         f"{','.join(f'{d:g}' for d in space.interval_days)} days, {search_patients} virtual patients"
         + (f" x {search_draws} parameter draws" if search_draws else ""))
-    results, label_res = search(space, setups, settings, progress=say)
+    results, label_res = search(space, setups, settings, progress=say, bar=bar)
     reach = settings.reach_by_day
     lab_days = space.days_to_treatment_dose(space.label_candidate())
     horizon = report_horizon(space, settings)
@@ -127,7 +128,7 @@ def run_optimize(card, space: RegimenSpace, settings: SearchSettings, *, rule: M
     table, point, _ = resimulate(card, space, [r["candidate"] for r in chosen], horizon=horizon, patients=patients,
                                  seed=seed + 1, rule=rule, draws=draws, draw_seed=seed, parameters=parameters,
                                  min_exposure=min_exposure, reach_by_day=reach,
-                                 max_inpatient_stays=max_inpatient_stays, bands=True)
+                                 max_inpatient_stays=max_inpatient_stays, bands=True, bar=bar)
     table.insert(1, "search_objective", [label_res["objective"]] + [r["objective"] for r in chosen])
     table.insert(2, "search_crs_g2_stepup_pct_p90", [label_res["crs_g2_stepup_pct_p90"]]
                  + [r["crs_g2_stepup_pct_p90"] for r in chosen])
@@ -167,7 +168,8 @@ def run_optimize(card, space: RegimenSpace, settings: SearchSettings, *, rule: M
         strat, strat_files = _stratified(card, space, settings, subgroups, cands[best], names[best], rule=rule,
                                          search_patients=search_patients, patients=patients, seed=seed,
                                          search_draws=search_draws, top=top, min_exposure=min_exposure,
-                                         max_inpatient_stays=max_inpatient_stays, parameters=parameters, say=say)
+                                         max_inpatient_stays=max_inpatient_stays, parameters=parameters, say=say,
+                                         bar=bar)
         files.update(strat_files)
         files["stratified.csv"] = _csv(strat)
     lab_row, b = table.iloc[0], table.iloc[best]
@@ -180,7 +182,8 @@ def run_optimize(card, space: RegimenSpace, settings: SearchSettings, *, rule: M
 
 
 def _stratified(card, space, settings, subgroups, overall, overall_name, *, rule, search_patients, patients, seed,
-                search_draws, top, min_exposure, max_inpatient_stays, parameters, say) -> tuple[pd.DataFrame, dict]:
+                search_draws, top, min_exposure, max_inpatient_stays, parameters, say,
+                bar=False) -> tuple[pd.DataFrame, dict]:
     """Per subgroup: the search on the subgroup's patients, then the label, the all-comers best (``overall``) and
     the subgroup's best re-simulated on fresh patients of the subgroup."""
     from ..subgroups import describe
@@ -192,7 +195,7 @@ def _stratified(card, space, settings, subgroups, overall, overall_name, *, rule
         say(f"subgroup {sg}: searching on {search_patients} patients")
         setups = search_setups(card, patients=search_patients, seed=seed, draws=search_draws, draw_seed=seed + 1000,
                                parameters=parameters, subgroup=sg)
-        results, _ = search(space, setups, settings, progress=say)
+        results, _ = search(space, setups, settings, progress=say, bar=bar)
         chosen = [r["candidate"] for r in pick(results, max(1, top // 2))]
         table, _, _ = resimulate(card, space, [overall, *chosen], horizon=horizon, patients=patients, seed=seed + 1,
                                  rule=rule, parameters=parameters, min_exposure=min_exposure,
@@ -234,9 +237,9 @@ def _front_figure(table: pd.DataFrame, drug: str):
     lab = table.iloc[0]
     ax.scatter([lab.days_to_treatment_dose], [lab.crs_g2_stepup_pct], marker="*", s=250, c="C3", label="label")
     if "crs_g2_stepup_pct_p05" in table:
-        ax.errorbar(table.days_to_treatment_dose, table.crs_g2_stepup_pct,
-                    yerr=[table.crs_g2_stepup_pct - table.crs_g2_stepup_pct_p05,
-                          table.crs_g2_stepup_pct_p95 - table.crs_g2_stepup_pct], fmt="none", ecolor="0.5", lw=0.8)
+        # the 5-95% range over parameter draws; the point estimate (at the fit) need not lie inside it
+        ax.vlines(table.days_to_treatment_dose, table.crs_g2_stepup_pct_p05, table.crs_g2_stepup_pct_p95,
+                  colors="0.5", lw=0.8, label="5-95% over parameter draws")
     fig.colorbar(sc, ax=ax, label="inpatient days")
     ax.set_xlabel("days from first dose to the first treatment dose")
     ax.set_ylabel("P(CRS grade >= 2) over the step-up, %")
