@@ -22,7 +22,11 @@ What the file holds (all on the unconstrained scale ``u = T(value)`` of each par
 * ``class``: the class parameters alone (mean, the marginal of the Laplace covariance, values), used for a
   drug that was not in the fit, and ``deviation_sd``: the SD ``tau`` the fit allowed a drug's deviation from
   the class value. A drug outside the fit gets the class values; its draws add ``tau^2`` to the variance of
-  the parameters that may deviate (a new drug's deviation is unknown: ``d ~ N(0, tau^2)``, the fit's prior).
+  the parameters that may deviate (a new drug's deviation is unknown: ``d ~ N(0, tau^2)``, the fit's prior);
+* optionally, per section, ``draws``: posterior draws of ``u`` (a NUTS calibration job's ``params.toml``,
+  :mod:`qsp.jobs`); :func:`draw_parameter_sets` then picks among them instead of the normal approximation.
+
+A file is JSON, or TOML when its name ends in ``.toml`` (the same document).
 
 :func:`calibrated_values` gives a drug's calibrated typical values; :func:`draw_parameter_sets` draws K
 parameter sets from the normal approximation (for intervals: :mod:`qsp.uncertainty`);
@@ -38,6 +42,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -102,6 +107,7 @@ class Section:
     values: dict[str, float]
     levels: tuple[str, ...] = ()
     deviation_sd: dict[str, float] = field(default_factory=dict)
+    draws: np.ndarray | None = None  # (m, n) posterior draws of u (a NUTS job's file), None for a Laplace fit
 
     def index(self, names) -> np.ndarray:
         pos = {k: i for i, k in enumerate(self.names)}
@@ -193,8 +199,15 @@ def _section(obj, where: str, name: str, *, is_class: bool) -> Section:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
                 raise _bad(where, f"{name}.deviation_sd", f"{k}: must be a non-negative number, got {v!r}")
             dev[k] = float(v)
+    draws = None
+    if "draws" in obj:
+        raw_d = obj["draws"]
+        if not isinstance(raw_d, list) or not raw_d or any(not isinstance(r, list) or len(r) != n for r in raw_d):
+            raise _bad(where, f"{name}.draws", f"must be a non-empty list of draws, each a list of {n} numbers "
+                                               "(one per name)")
+        draws = np.array([_number_list(r, where, f"{name}.draws") for r in raw_d], dtype=float).reshape(-1, n)
     return Section(tuple(names), tuple(tr), mean, 0.5 * (cov + cov.T), dict(zip(names, values.tolist())),
-                   tuple(levels), dev)
+                   tuple(levels), dev, draws)
 
 
 def parse_calibrated(obj: Any, where: str) -> CalibratedFile:
@@ -239,6 +252,12 @@ def _read_cached(path: str, mtime_ns: int, size: int) -> CalibratedFile:
 
 
 def _parse_text(data: bytes, where: str) -> CalibratedFile:
+    if str(where).endswith(".toml"):  # a calibration job's params.toml (qsp.jobs): the same document in TOML
+        try:
+            obj = tomllib.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise InputError(f"calibrated parameter file {where}: not valid TOML ({e})", field="calibrated") from None
+        return parse_calibrated(obj, where)
     try:
         obj = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -348,6 +367,19 @@ def calibrated_values(drug: str, model, *, file: CalibratedFile | None = None) -
     return {k: float(from_unconstrained_np(m, t)) for k, t, m in zip(names, tr, mean)}
 
 
+def _posterior_draws(drug: str, names: list, cf: CalibratedFile) -> tuple[np.ndarray, np.ndarray] | None:
+    """(draws of ``names`` (m, n), variance added per name) when the file holds posterior draws, else None: the
+    drug's own draws, or, for a drug outside the fit, the class draws plus a deviation ``N(0, tau^2)``."""
+    sec = cf.drug_section(drug)
+    extra = np.zeros(len(names))
+    if sec is None:
+        sec = cf.class_section
+        extra = np.array([sec.deviation_sd.get(k, 0.0) ** 2 for k in names])
+    if sec.draws is None:
+        return None
+    return sec.draws[:, sec.index(names)], extra
+
+
 def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
     """``L`` with ``L L^T = cov`` for a positive semi-definite ``cov`` (eigenvalues below 0 set to 0)."""
     w, v = np.linalg.eigh(0.5 * (cov + cov.T))
@@ -356,8 +388,11 @@ def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
 
 def draw_parameter_sets(drug: str, model, k: int, seed: int, *, file: CalibratedFile | None = None
                         ) -> list[dict[str, float]]:
-    """``k`` parameter sets drawn from the normal approximation of the fit, mapped back to the constrained scale.
+    """``k`` parameter sets drawn from the fit, mapped back to the constrained scale.
 
+    A file with posterior draws (a NUTS job's ``params.toml``, :mod:`qsp.jobs`): ``k`` of its draws, picked at
+    random without replacement (with replacement when ``k`` exceeds them), plus the deviation ``N(0, tau^2)``
+    for a drug outside the fit. Otherwise the normal approximation:
     ``u ~ N(mean, cov)`` on the unconstrained scale of ``drug``'s section (a drug outside the fit: the class
     section with the deviation variance ``tau^2`` added), then ``value = T^-1(u)`` per parameter; seeded by
     ``seed`` (NumPy ``default_rng``), so the same seed gives the same draws.
@@ -368,8 +403,15 @@ def draw_parameter_sets(drug: str, model, k: int, seed: int, *, file: Calibrated
         raise InputError(f"seed must be a non-negative integer, got {seed!r}", field="seed")
     cf = _require_file(file if file is not None else calibrated_file())
     names, tr, mean, cov, _, _ = _drug_normal(drug, model, cf)
-    z = np.random.default_rng(int(seed)).standard_normal((int(k), len(names)))
-    u = mean[None, :] + z @ _sqrt_psd(cov).T
+    post = _posterior_draws(drug, names, cf)
+    rng = np.random.default_rng(int(seed))
+    if post is not None:  # a sampled posterior: K of its draws (without replacement while there are enough)
+        draws, extra_var = post
+        pick = rng.choice(len(draws), size=int(k), replace=int(k) > len(draws))
+        u = draws[pick] + rng.standard_normal((int(k), len(names))) * np.sqrt(extra_var)[None, :]
+    else:
+        z = rng.standard_normal((int(k), len(names)))
+        u = mean[None, :] + z @ _sqrt_psd(cov).T
     cols = [from_unconstrained_np(u[:, j], tr[j]) for j in range(len(names))]
     return [{n: float(cols[j][i]) for j, n in enumerate(names)} for i in range(int(k))]
 

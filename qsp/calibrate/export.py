@@ -113,14 +113,6 @@ def export_calibrated(fit, *, command: str | None = None, created: str | None = 
                          f"{len(names)} entries")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(cov))):
         raise ValueError("the fit's optimum or covariance holds non-finite numbers")
-    cls_idx = [names.index(f"class:{k}") for k in space.class_params]
-    cls = _section(list(space.class_params), [space.class_prior(k)[0].transform for k in space.class_params],
-                   x[cls_idx], cov[np.ix_(cls_idx, cls_idx)],
-                   deviation_sd={k: float(space.deviations.get(k, 0.0)) for k in space.class_params})
-    drugs = {}
-    for d in space.drugs:
-        dn, tr, lv, a = drug_map(space, d)
-        drugs[d] = _section(dn, tr, a @ x, a @ cov @ a.T, levels=lv)
     p = fit.problem
     cfg = p.cfg
     fit_meta = {
@@ -138,9 +130,54 @@ def export_calibrated(fit, *, command: str | None = None, created: str | None = 
         "created": created or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "qsp_version": __version__,
         "command": command,
-        "unconstrained_names": list(names),
     }
-    doc = {"format": FORMAT, "fit": fit_meta, "class": cls, "drugs": drugs}
+    return export_normal(space, x, cov, fit_meta=fit_meta)
+
+
+def export_normal(space, x: np.ndarray, cov: np.ndarray, *, fit_meta: dict) -> dict:
+    """The calibrated-parameter document of a normal approximation ``N(x, cov)`` of the space's flat vector
+    (a MAP with its Laplace covariance); ``fit_meta``: the document's ``fit`` table."""
+    names = space.names()
+    x = np.asarray(x, dtype=float)
+    cov = np.asarray(cov, dtype=float)
+    cls_idx = [names.index(f"class:{k}") for k in space.class_params]
+    cls = _section(list(space.class_params), [space.class_prior(k)[0].transform for k in space.class_params],
+                   x[cls_idx], cov[np.ix_(cls_idx, cls_idx)],
+                   deviation_sd={k: float(space.deviations.get(k, 0.0)) for k in space.class_params})
+    drugs = {}
+    for d in space.drugs:
+        dn, tr, lv, a = drug_map(space, d)
+        drugs[d] = _section(dn, tr, a @ x, a @ cov @ a.T, levels=lv)
+    doc = {"format": FORMAT, "fit": dict(fit_meta, unconstrained_names=list(names)), "class": cls, "drugs": drugs}
+    parse_calibrated(json.loads(json.dumps(doc)), "(exported document)")  # what we write must load
+    return doc
+
+
+def export_draws(space, xs: np.ndarray, *, fit_meta: dict, max_draws: int = 400) -> dict:
+    """The calibrated-parameter document of posterior draws ``xs`` (m draws x the space's flat vector): per
+    section the draws' mean and covariance of ``u`` (``values = T^-1(mean)``) and up to ``max_draws`` of the
+    draws themselves (evenly thinned), which :func:`qsp.paramsets.draw_parameter_sets` then samples from.
+    ``fit_meta``: the document's ``fit`` table (the job's settings and diagnostics)."""
+    xs = np.asarray(xs, dtype=float)
+    names = space.names()
+    if xs.ndim != 2 or xs.shape[1] != len(names) or len(xs) < 2 or not np.all(np.isfinite(xs)):
+        raise ValueError(f"need at least 2 finite draws of {len(names)} entries, got shape {xs.shape}")
+    keep = xs[np.unique(np.linspace(0, len(xs) - 1, min(max_draws, len(xs))).round().astype(int))]
+
+    def section(u, u_keep, **kw):
+        sec = _section(kw.pop("names"), kw.pop("transforms"), u.mean(axis=0), np.atleast_2d(np.cov(u.T)), **kw)
+        sec["draws"] = u_keep.tolist()
+        return sec
+
+    cls_idx = [names.index(f"class:{k}") for k in space.class_params]
+    cls = section(xs[:, cls_idx], keep[:, cls_idx], names=list(space.class_params),
+                  transforms=[space.class_prior(k)[0].transform for k in space.class_params],
+                  deviation_sd={k: float(space.deviations.get(k, 0.0)) for k in space.class_params})
+    drugs = {}
+    for d in space.drugs:
+        dn, tr, lv, a = drug_map(space, d)
+        drugs[d] = section(xs @ a.T, keep @ a.T, names=dn, transforms=tr, levels=lv)
+    doc = {"format": FORMAT, "fit": dict(fit_meta, unconstrained_names=list(names)), "class": cls, "drugs": drugs}
     parse_calibrated(json.loads(json.dumps(doc)), "(exported document)")  # what we write must load
     return doc
 
@@ -181,4 +218,4 @@ def write_calibrated(fit, path, *, command: str | None = None, created: str | No
     return path
 
 
-__all__ = ["export_calibrated", "write_calibrated", "drug_map", "dumps"]
+__all__ = ["export_calibrated", "export_normal", "export_draws", "write_calibrated", "drug_map", "dumps"]

@@ -96,6 +96,8 @@ class StudySim:
     sum_rows: list = field(default_factory=list)  # qsp.calibrate.summaries.SummaryRow
     solve: bool = True  # False: only targets that need no simulation (ADA incidence)
     omega0: dict = field(default_factory=dict)  # P -> the omega the patients were drawn with (fitted OMEGA_P)
+    regimen: str = ""  # the study's regimen (the card's regimen name, as in studies.csv)
+    covariates: dict = field(default_factory=dict)  # per-patient covariates (weight_kg, prior_tcr), for reports
 
 
 @dataclass
@@ -186,7 +188,7 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
         need = sumr.needs(rows)
         if crs.empty and tc.empty and rows and not need["simulate"]:
             sim = StudySim(st.study_id, st.drug, model, np.zeros(1), np.zeros(0), None, model.params(), {},
-                           np.zeros(patients), np.zeros(patients), solve=False)
+                           np.zeros(patients), np.zeros(patients), solve=False, regimen=str(st.regimen))
             sim.sum_rows = rows
             return sim
         if not rows and crs.empty and tc.empty:
@@ -233,6 +235,9 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
     sim = StudySim(st.study_id, st.drug, model, ts, dose_t, events, model.params(), ratios, z_crs, tcr)
     sim.fixed = fixed
     sim.omega0 = iiv0
+    sim.regimen = str(st.regimen)
+    sim.covariates = {c: pop.covariates[c].to_numpy(float) for c in ("weight_kg", "prior_tcr")
+                      if c in pop.covariates}
     overall_idx = np.flatnonzero(dose_t < OVERALL_DAYS)
     n_base = int(np.sum(dose_t <= max(OVERALL_DAYS, t_max)))  # k+ rows: doses of the CRS horizon only
     in_fit = str(st.crs_grading) in FIT_GRADINGS
@@ -402,21 +407,34 @@ def is_fitted(sim: StudySim) -> bool:
     return any(r["in_fit"] for r in sim.crs_rows) or bool(sim.tc_groups) or bool(sim.sum_rows)
 
 
-def study_log_likelihood(theta, problem: Problem, sim: StudySim):
-    """``(log L_s, predictions)`` of one study: its rows' binomial / log-normal / summary terms, less the
-    failed-patient penalty, and :func:`study_predictions` (so one compiled program can give both)."""
-    pred = study_predictions(theta, problem, sim)
-    total = 0.0
+def pointwise_log_likelihood(pred: dict, sim: StudySim) -> list:
+    """The fitted rows' log-likelihood terms of one study, in :func:`predict`'s row order (CRS rows in a fitted
+    grading, then every time-course point, then the summaries): binomial, log-normal and summary terms (JAX
+    scalars). :func:`study_log_likelihood` is their sum less the failed-patient penalty, which belongs to no
+    row; the pointwise terms are what ArviZ's ``log_likelihood`` group holds (:mod:`qsp.jobs`)."""
+    terms = []
     for r, pr in zip(sim.crs_rows, pred["crs"]):
         if not r["in_fit"]:  # a CRS count under another grading system (see targets.FIT_GRADINGS)
             continue
         p = jnp.clip(pr, P_CLIP, 1.0 - P_CLIP)
-        total = total + r["events"] * jnp.log(p) + (r["n"] - r["events"]) * jnp.log1p(-p)
+        terms.append(r["events"] * jnp.log(p) + (r["n"] - r["events"]) * jnp.log1p(-p))
     for g, pr in zip(sim.tc_groups, pred["tc"]):
-        resid = (jnp.log(jnp.asarray(g["obs"])) - jnp.log(jnp.maximum(pr, 1e-12))) / jnp.asarray(g["sigma"])
-        total = total + jnp.sum(-0.5 * resid**2 - jnp.log(jnp.asarray(g["sigma"])))
+        sig = jnp.asarray(g["sigma"])
+        resid = (jnp.log(jnp.asarray(g["obs"])) - jnp.log(jnp.maximum(pr, 1e-12))) / sig
+        terms.extend(list(-0.5 * resid**2 - jnp.log(sig)))
     for r, pr in zip(sim.sum_rows, pred["summary"]):
-        total = total + sumr.log_density(r, pr)
+        terms.append(sumr.log_density(r, pr))
+    return terms
+
+
+def study_log_likelihood(theta, problem: Problem, sim: StudySim):
+    """``(log L_s, predictions)`` of one study: its rows' binomial / log-normal / summary terms
+    (:func:`pointwise_log_likelihood`), less the failed-patient penalty, and :func:`study_predictions` (so one
+    compiled program can give both)."""
+    pred = study_predictions(theta, problem, sim)
+    total = 0.0
+    for t in pointwise_log_likelihood(pred, sim):
+        total = total + t
     total = total - FAILURE_PENALTY * pred["n_failed"]
     return total, pred
 
@@ -485,5 +503,6 @@ def predict(theta, problem: Problem, threads: int = 1, known: Mapping | None = N
 
 
 __all__ = ["Problem", "StudySim", "build_problem", "simulate_study", "study_predictions", "is_fitted", "study_log_likelihood",
+           "pointwise_log_likelihood",
            "log_likelihood",
            "log_posterior", "neg_log_posterior_flat", "predict", "OVERALL_DAYS", "FAILURE_PENALTY"]

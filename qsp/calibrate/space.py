@@ -58,6 +58,9 @@ class ParameterSpace:
         deviations: class parameters that may deviate per drug, with the deviation SD ``tau``.
         class_model: the model whose declarations give the class priors (default: the first model with
             card values stripped, i.e. component defaults; pass one explicitly to override).
+        prior_overrides: name -> ``{"scale": s, "value": v}``: the prior's SD on its transformed scale and/or
+            its centre (a constrained value), replacing the declared ones (a job spec's ``[parameters.priors]``);
+            a drug-level name applies to every drug.
     """
 
     models: Mapping[str, Model]
@@ -65,6 +68,7 @@ class ParameterSpace:
     drug_params: Sequence[str] = ()
     deviations: Mapping[str, float] = field(default_factory=dict)
     class_model: Model | None = None
+    prior_overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.models:
@@ -91,6 +95,25 @@ class ParameterSpace:
         for k, tau in self.deviations.items():
             if not (np.isfinite(tau) and tau > 0):
                 raise InputError(f"deviation SD of {k} must be positive, got {tau}", field="deviations")
+        fitted = set(self.class_params) | set(self.drug_params)
+        for k, ov in self.prior_overrides.items():
+            if k not in fitted:
+                raise InputError(f"prior override for {k!r}, which is not fitted; fitted: {', '.join(sorted(fitted))}",
+                                 field="priors")
+            bad = set(ov) - {"scale", "value"}
+            if bad or not all(np.isfinite(v) and v > 0 for v in ov.values()):
+                raise InputError(f"prior override of {k}: scale and/or value, each a positive number; got {dict(ov)}",
+                                 field="priors")
+
+    def _override(self, name: str, prior: Prior, value: float) -> tuple[Prior, float]:
+        ov = self.prior_overrides.get(name)
+        if not ov:
+            return prior, value
+        if "scale" in ov:
+            prior = Prior(scale=float(ov["scale"]), transform=prior.transform, loc=prior.loc)
+        if "value" in ov:
+            prior, value = Prior(scale=prior.scale, transform=prior.transform), float(ov["value"])
+        return prior, value
 
     # --- priors ---------------------------------------------------------------------------------------
     @property
@@ -101,14 +124,14 @@ class ParameterSpace:
         """(prior, typical value) of a class parameter: the component default, not a card's value."""
         target = omega_target(name)
         if target is not None:  # an IIV SD: the population's default omega, assumed
-            return OMEGA_PRIOR, float(DEFAULT_OMEGA[target][0])
+            return self._override(name, OMEGA_PRIOR, float(DEFAULT_OMEGA[target][0]))
         m = self.class_model or next(iter(self.models.values()))
         base = {p.name: p for c in m.components for p in c.params}[name]  # component declaration
-        return base.get_prior(), float(base.value)
+        return self._override(name, base.get_prior(), float(base.value))
 
     def drug_prior(self, drug: str, name: str) -> tuple[Prior, float]:
         p = self.models[drug].param_info[name]
-        return p.get_prior(), float(p.value)
+        return self._override(name, p.get_prior(), float(p.value))
 
     # --- theta ----------------------------------------------------------------------------------------
     def init(self) -> dict:

@@ -1,0 +1,366 @@
+"""Run a calibration job: spec -> problem -> MAP -> NUTS -> predictive draws -> files, resumable at every phase.
+
+Phases (each announced by a status line; MAP starts and NUTS chains get progress bars on stderr):
+
+1. **setup**: lock ``--out`` (a second process on the same folder is refused), key the checkpoints by the spec
+   and data hashes (:mod:`qsp.jobs.store`), build the calibration problem (:func:`qsp.calibrate.likelihood.
+   build_problem`: the spec's drugs, studies, virtual patients and seed, leave-outs removed) and compile one
+   program per study (:class:`qsp.calibrate.objective.SplitObjective`).
+2. **map** (``map``, ``map+nuts``): multi-start L-BFGS and the Laplace Hessian (:mod:`qsp.jobs.map_phase`).
+3. **nuts** (``nuts``, ``map+nuts``): the chains (:mod:`qsp.jobs.nuts_phase`), one after another in this
+   process, or one per Dask worker with ``scheduler``/``workers``: each worker rebuilds the problem from the spec
+   file, compiles it, runs its chain and checkpoints it into the same folder (a shared file system).
+4. **predict**: every retained draw (NUTS draws after thinning; for a MAP job, ``map.laplace_draws`` draws of
+   the Laplace approximation) re-evaluated for its predictions and pointwise log likelihood, checkpointed
+   every 10 draws.
+5. **outputs**: ``fit.nc``, ``summary.csv``, ``targets.csv``, ``params.toml``, the PNGs, each written atomically,
+   and last ``job.json`` with ``"status": "finished"`` (spec and data hashes, package version, seeds, start
+   and end, per-phase seconds).
+
+Resuming (``resume=True``) with the same spec and data picks every phase up where its checkpoint left it; the
+results equal those of an uninterrupted run (same draws, same numbers).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .spec import JobSpec, job_space, load_spec, spec_hash
+from .store import JOB_FILE, JobDir, data_hash
+
+PREDICT_CHECKPOINT_EVERY = 10
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _fit_targets(spec: JobSpec):
+    from ..calibrate.targets import load_targets
+
+    targets = load_targets()
+    for lo in spec.leave_out:
+        targets = _leave_out(targets, lo)
+    return targets
+
+
+def _leave_out(targets, spec_str: str):
+    """The targets without ``DRUG`` (all), ``DRUG:crs`` (its CRS incidences) or ``DRUG:il6`` (its IL-6 series)."""
+    from dataclasses import replace
+
+    drug, _, kind = spec_str.partition(":")
+    ids = set(targets.studies.study_id[targets.studies.drug == drug.lower()])
+    crs = targets.crs_incidence
+    tc = targets.timecourses
+    sm = targets.summaries
+    if kind in ("", "crs"):
+        crs = crs[~crs.study_id.isin(ids)]
+    if kind in ("", "il6"):
+        tc = tc[~(tc.study_id.isin(ids) & (tc.quantity == "il6_pg_per_ml"))]
+    if kind == "":
+        tc = tc[~tc.study_id.isin(ids)]
+        sm = sm[~sm.study_id.isin(ids)]
+    return replace(targets, crs_incidence=crs, timecourses=tc, summaries=sm)
+
+
+def build(spec: JobSpec, threads: int = 1):
+    """(problem, objective) of a spec, the objective compiled."""
+    from ..calibrate.likelihood import build_problem
+    from ..calibrate.objective import SplitObjective
+
+    space = job_space(spec)
+    problem = build_problem(space, _fit_targets(spec), patients=spec.patients, seed=spec.seed,
+                            studies=list(spec.studies) or None, stratified=spec.stratified)
+    obj = SplitObjective(problem, eval_threads=threads)
+    return problem, obj
+
+
+def _remote_chain(spec_path: str, out: str, chain: int, x_fixed, free_idx, z0, threads: int) -> dict:
+    """One NUTS chain on a Dask worker: rebuild and compile the problem, run and checkpoint the chain."""
+    from .nuts_phase import run_chain
+
+    spec = load_spec(spec_path)
+    _, obj = build(spec, threads)
+    obj.compile()
+    nu = spec.nuts
+    return run_chain(obj.jax_function(), x_fixed, free_idx, z0, chain=chain, seed=nu["seed"], warmup=nu["warmup"],
+                     draws=nu["draws"], target_accept=nu["target_accept"], max_tree_depth=nu["max_tree_depth"],
+                     store=JobDir(out), every=nu["checkpoint_every"])
+
+
+def _remote_start(spec_path: str, out: str, i: int, x0, scale, threads: int) -> dict:
+    """One MAP start on a Dask worker."""
+    from .map_phase import minimise_start
+
+    spec = load_spec(spec_path)
+    _, obj = build(spec, threads)
+    obj.compile()
+    mp = spec.map
+    return minimise_start(obj.jax_function(), x0, scale, max_steps=mp["max_steps"], store=JobDir(out),
+                          name=f"map_start_{i}", every=mp["checkpoint_every"])
+
+
+class _Bars:
+    """tqdm bars on stderr: one per MAP start (steps) and per chain (iterations)."""
+
+    def __init__(self, on: bool):
+        self.on = on
+        self.bars = {}
+
+    def update(self, key, total, n, desc, postfix=None):
+        if not self.on:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(key)
+        if bar is None:
+            bar = self.bars[key] = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=True)
+        bar.n = n
+        if postfix:
+            bar.set_postfix_str(postfix, refresh=False)
+        bar.refresh()
+        if n >= total:
+            bar.close()
+
+    def close(self):
+        for b in self.bars.values():
+            b.close()
+
+
+def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: str | None = None,
+            workers: int = 0, threads: int | None = None, say: Callable[[str], None] = print,
+            bars: bool = True) -> dict:
+    """Run ``spec`` into ``out`` (see the module docstring); returns the ``job.json`` metadata."""
+    from .. import __version__
+
+    threads = threads or min(2, os.cpu_count() or 1)
+    store = JobDir(out)
+    store.lock()
+    progress = _Bars(bars)
+    try:
+        t_start, started = time.perf_counter(), _now()
+        sh, dh = spec_hash(spec), data_hash(spec.drugs)
+        reused = store.prepare(sh, dh, resume)
+        meta = {"status": "running", "job": spec.name, "spec_file": spec.path, "spec_hash": sh, "data_hash": dh,
+                "qsp_version": __version__, "method": spec.method, "started": started, "resumed": reused,
+                "seeds": {"population": spec.seed, "nuts": spec.nuts["seed"]}, "phases_s": {}}
+        store.write(JOB_FILE, json.dumps(meta, indent=1) + "\n")
+        phases = meta["phases_s"]
+
+        t = time.perf_counter()
+        say(f"[setup] {spec.name}: {', '.join(spec.drugs)}; {spec.patients} virtual patients per study, seed "
+            f"{spec.seed}; method {spec.method}" + (" (resuming from checkpoints)" if reused else ""))
+        problem, obj = build(spec, threads)
+        say(f"[setup] compiling {len(obj.study_ids)} study programs ({', '.join(obj.study_ids)})")
+        obj.compile()
+        phases["setup"] = time.perf_counter() - t
+        space = problem.space
+        names = space.names()
+        x0, unravel = space.flatten(space.init())
+        x0 = np.asarray(x0, float)
+        f = obj.jax_function()
+        prior_sd = np.asarray(space.flatten(space._sds())[0], float)
+        client = _client(scheduler, workers, say) if (scheduler or workers) else None
+
+        x_fixed, cov, map_res = x0, None, None
+        if spec.runs_map:
+            map_res, cov = _map(spec, store, f, space, x0, prior_sd, client, out, threads, progress, say, phases)
+            x_fixed = map_res["x"]
+        draws, stats, free_idx = _nuts(spec, store, f, names, x_fixed, cov, client, out, threads, progress, say,
+                                       phases) if spec.runs_nuts else _laplace_draws(spec, map_res, cov, names)
+        if client is not None:
+            client.close()
+        rows, pp, ll = _predict(spec, store, obj, problem, unravel, draws, progress, say, phases)
+        _outputs(spec, store, space, problem, names, free_idx, draws, stats, rows, pp, ll, map_res, meta, say,
+                 phases)
+        meta.update(status="finished", finished=_now(), total_s=time.perf_counter() - t_start,
+                    files=sorted(p.name for p in store.out.iterdir() if not p.name.startswith(".")))
+        store.write(JOB_FILE, json.dumps(meta, indent=1) + "\n")
+        say(f"[done] {spec.name} in {meta['total_s']:.0f} s; results in {store.out}")
+        return meta
+    finally:
+        progress.close()
+        store.unlock()
+
+
+def _client(scheduler, workers, say):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        say(f"[dask] connecting to the scheduler at {scheduler}")
+        return Client(scheduler)
+    say(f"[dask] starting a local cluster of {workers} worker processes")
+    return Client(LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True))
+
+
+def _map(spec, store, f, space, x0, prior_sd, client, out, threads, progress, say, phases):
+    import jax
+
+    from .map_phase import run_map_phase
+
+    t = time.perf_counter()
+    mp = spec.map
+    keys = jax.random.split(jax.random.PRNGKey(spec.seed), max(mp["starts"] - 1, 1))
+    starts = [x0] + [np.asarray(space.flatten(space.sample_prior(k, mp["start_scale"]))[0], float)
+                     for k in keys[: mp["starts"] - 1]]
+    say(f"[map] {len(starts)} L-BFGS start(s), up to {mp['max_steps']} steps each, checkpoint every "
+        f"{mp['checkpoint_every']} steps")
+    runner = None
+    if client is not None:
+        futs = [client.submit(_remote_start, spec.path, str(out), i, s, prior_sd, 1, pure=False)
+                for i, s in enumerate(starts)]
+        results = {}
+
+        def runner(i):
+            if i not in results:
+                results[i] = futs[i].result()
+            return results[i]
+
+    def on(kind, i, n, v):
+        if kind == "map_step":
+            progress.update(("map", i), mp["max_steps"], n, f"MAP start {i + 1}", f"-log posterior {v:.4g}")
+        elif kind == "map_start":
+            say(f"[map] start {i + 1}/{n}: -log posterior {v:.4f}")
+        elif kind == "laplace":
+            progress.update("laplace", n, i, "Laplace Hessian columns")
+
+    res = run_map_phase(f, starts, prior_sd, max_steps=mp["max_steps"], store=store, every=mp["checkpoint_every"],
+                        hessian=mp["hessian"], min_eig=1.0 / float(np.max(prior_sd)) ** 2, progress=on,
+                        starts_runner=runner)
+    phases["map"] = time.perf_counter() - t
+    say(f"[map] best -log posterior {res['value']:.4f}; smallest Hessian eigenvalue {res['hessian_min_eig']:.3g}")
+    return res, res["cov"]
+
+
+def _nuts(spec, store, f, names, x_fixed, cov, client, out, threads, progress, say, phases):
+    from .nuts_phase import chain_start, run_chain
+
+    t = time.perf_counter()
+    nu = spec.nuts
+    free = nu["free"] or names
+    free_idx = np.array([names.index(k) for k in free], dtype=int)
+    say(f"[nuts] {nu['chains']} chain(s) x ({nu['warmup']} warm-up + {nu['draws']} draws) over {len(free_idx)} of "
+        f"{len(names)} parameters" + ("" if len(free_idx) == len(names) else " (the others at the MAP)")
+        + f", max tree depth {nu['max_tree_depth']}, checkpoint every {nu['checkpoint_every']} iterations")
+    z0s = [chain_start(x_fixed, free_idx, cov, c, nu["seed"]) for c in range(nu["chains"])]
+    if client is not None:
+        futs = [client.submit(_remote_chain, spec.path, str(out), c, x_fixed, free_idx, z0s[c], 1, pure=False)
+                for c in range(nu["chains"])]
+        chains = []
+        for c, fu in enumerate(futs):
+            chains.append(fu.result())
+            say(f"[nuts] chain {c + 1}/{nu['chains']} done (on a Dask worker)")
+    else:
+        chains = []
+        for c in range(nu["chains"]):
+            total = nu["warmup"] + nu["draws"]
+            chains.append(run_chain(f, x_fixed, free_idx, z0s[c], chain=c, seed=nu["seed"], warmup=nu["warmup"],
+                                    draws=nu["draws"], target_accept=nu["target_accept"],
+                                    max_tree_depth=nu["max_tree_depth"], store=store, every=nu["checkpoint_every"],
+                                    on_iter=lambda i, n, c=c: progress.update(("chain", c), n, i,
+                                                                              f"chain {c + 1}/{nu['chains']}")))
+            ch = chains[-1]
+            say(f"[nuts] chain {c + 1}/{nu['chains']}: {total} iterations in {ch['seconds']:.0f} s, "
+                f"{int(np.sum(ch['diverging']))} divergent, mean acceptance {np.mean(ch['accept_prob']):.2f}")
+    thin = nu["thin"]
+    z = np.stack([c["z"][::thin] for c in chains])  # (chains, draws, free)
+    xs = np.broadcast_to(np.asarray(x_fixed, float), z.shape[:2] + (len(names),)).copy()
+    xs[:, :, free_idx] = z
+    stats = {"lp": -np.stack([c["potential_energy"][::thin] for c in chains]),
+             "diverging": np.stack([c["diverging"][::thin] for c in chains]).astype(bool),
+             "acceptance_rate": np.stack([c["accept_prob"][::thin] for c in chains]),
+             "n_steps": np.stack([c["num_steps"][::thin] for c in chains]),
+             "step_size": np.stack([c["step_size"][::thin] for c in chains])}
+    stats["tree_depth"] = np.floor(np.log2(np.maximum(stats["n_steps"], 1))).astype(int)
+    phases["nuts"] = time.perf_counter() - t
+    return xs, stats, free_idx
+
+
+def _laplace_draws(spec, map_res, cov, names):
+    """A MAP job's draws: ``map.laplace_draws`` of N(MAP, Laplace covariance) (seeded by the population seed),
+    one chain; every entry free."""
+    n = max(2, spec.map["laplace_draws"])
+    w, v = np.linalg.eigh(0.5 * (cov + cov.T))
+    root = v * np.sqrt(np.clip(w, 0.0, None))
+    rng = np.random.default_rng(spec.seed)
+    xs = map_res["x"][None, :] + rng.standard_normal((n, len(names))) @ root.T
+    return xs[None, :, :], None, np.arange(len(names))
+
+
+def _predict(spec, store, obj, problem, unravel, xs, progress, say, phases):
+    from .results import draw_predictions
+
+    t = time.perf_counter()
+    c, d, n = xs.shape
+    flat = xs.reshape(c * d, n)
+    say(f"[predict] {c * d} draws re-simulated for the predictive checks and pointwise log likelihood")
+    saved = store.load("predict")
+    pp, ll, done = ([], [], 0) if saved is None else (list(saved["pp"]), list(saved["ll"]), int(saved["done"]))
+    rows = None
+    for i in range(done, c * d):
+        rows, l_ = draw_predictions(problem, unravel, flat[i], obj.predictions(flat[i]))
+        pp.append(rows.predicted.to_numpy(float))
+        ll.append(l_)
+        done = i + 1
+        if done % PREDICT_CHECKPOINT_EVERY == 0:
+            store.save("predict", {"pp": np.asarray(pp), "ll": np.asarray(ll), "done": done})
+        progress.update("predict", c * d, done, "predictive draws")
+    if rows is None:  # every draw was done before a resume: one evaluation gives the rows' layout
+        rows, _ = draw_predictions(problem, unravel, flat[0], obj.predictions(flat[0]))
+    store.save("predict", {"pp": np.asarray(pp), "ll": np.asarray(ll), "done": done})
+    phases["predict"] = time.perf_counter() - t
+    return rows, np.asarray(pp).reshape(c, d, -1), np.asarray(ll).reshape(c, d, -1)
+
+
+def _outputs(spec, store, space, problem, names, free_idx, xs, stats, rows, pp, ll, map_res, meta, say, phases):
+    import arviz as az
+
+    from ..calibrate.export import export_draws, export_normal
+    from .results import diagnostic_figures, free_variable_names, inference_data, targets_table
+    from .toml_out import dumps
+
+    t = time.perf_counter()
+    say("[outputs] fit.nc, summary.csv, targets.csv, params.toml, figures")
+    inference = "nuts" if spec.runs_nuts else "laplace"
+    idata = inference_data(space=space, names=names, free_idx=free_idx, xs=xs, stats=stats, rows=rows, pp=pp,
+                           ll=ll, problem=problem, inference=inference,
+                           attrs={"job": spec.name, "spec_hash": meta["spec_hash"], "data_hash": meta["data_hash"],
+                                  "qsp_version": meta["qsp_version"]})
+    tmp = store.out / ".fit.nc.tmp"
+    idata.to_netcdf(str(tmp))
+    os.replace(tmp, store.out / "fit.nc")
+    summ = az.summary(idata, hdi_prob=0.9, kind="all" if inference == "nuts" else "stats")
+    store.write("summary.csv", summ.to_csv(float_format="%.6g"))
+    tab = targets_table(rows, pp)
+    store.write("targets.csv", tab.to_csv(index=False, float_format="%.6g"))
+    fit_meta = {"objective": {"kind": "NUTS posterior draws" if inference == "nuts" else
+                              "MAP with Laplace covariance",
+                              "neg_log_posterior_map": None if map_res is None else float(map_res["value"])},
+                "settings": {"job": spec.name, "drugs": list(spec.drugs), "class_params": list(space.class_params),
+                             "drug_params": list(space.drug_params),
+                             "deviations": {k: float(v) for k, v in space.deviations.items()},
+                             "patients": int(problem.patients), "seed": int(problem.seed),
+                             "stratified": bool(problem.stratified), "studies": [s.study_id for s in problem.studies],
+                             "free": [names[i] for i in free_idx]},
+                "created": _now(), "qsp_version": meta["qsp_version"], "command": f"qsp calibrate {spec.path}"}
+    if inference == "nuts":
+        doc = export_draws(space, xs.reshape(-1, xs.shape[-1]), fit_meta=fit_meta)
+    else:
+        doc = export_normal(space, map_res["x"], map_res["cov"], fit_meta=fit_meta)
+    store.write("params.toml", "# qsp calibrated parameters (format " + doc["format"] + "); load with\n"
+                "# QSP_CALIBRATED=<this file> qsp simulate ... (or qsp.paramsets.read_calibrated)\n"
+                + dumps(json.loads(json.dumps(doc))) + "\n")
+    class_vars = free_variable_names(space, names, [i for i in free_idx if names[i].startswith("class:")])
+    for name, png in diagnostic_figures(idata, tab, class_vars, list(spec.drugs)).items():
+        store.write(name, png)
+    phases["outputs"] = time.perf_counter() - t
+
+
+__all__ = ["run_job", "build"]
