@@ -41,18 +41,31 @@ DEFAULT_CHUNK = 2048
 SEG_POINTS = 48
 
 
-def _patient(model: Model, cfg: SolverConfig, seg_points: int, out_names: tuple, p, ev, ts, dose_t, dose_mask, c,
-             eta, tcr):
+def patient_mechanism(model: Model, cfg: SolverConfig, seg_points: int, out_names: tuple, p, ev, ts):
+    """One patient's solve without the CRS layer: (outputs at ``ts`` by name, status, steps, per-segment sample
+    times ``seg_t`` and samples ``seg_y`` (..., 2) of serum IL-6 and the T-cell cytokine drive). The CRS layer
+    (:func:`patient_crs`) reads only these, so a fit that moves CRS parameters alone can solve once and reuse
+    them (:mod:`qsp.calibrate.likelihood`)."""
     def seg_fn(t, y, pp):
         o = model.outputs(t, y, pp)
         return jnp.stack([o["il6_pg_per_ml"], o["t_cytokine_drive"]])
 
     sol = solve_events_windows(model, cfg, p, ev, ts, None, seg_points=seg_points, seg_fn=seg_fn)
     outs = jax.vmap(lambda t, y: model.outputs(t, y, p))(ts, sol.ys)
+    return {k: outs[k] for k in out_names}, sol.status, sol.n_steps, sol.seg_t, sol.seg_y
+
+
+def patient_crs(seg_t, seg_y, il6_0, dose_t, dose_mask, c, eta, tcr):
+    """The CRS layer of one patient (:func:`qsp.crs.crs_per_dose`) from :func:`patient_mechanism`'s samples."""
     x50 = c["CRS_X50"]  # exposure: the T-cell cytokine drive on the CRS_X50 scale (qsp.crs)
-    crs = crs_per_dose(sol.seg_t, x50 + sol.seg_y[..., 1], x50, dose_t, dose_mask, c, eta, tcr,
-                       seg_il6=sol.seg_y[..., 0], il6_0=p["IL6_0"])
-    return {k: outs[k] for k in out_names}, sol.status, sol.n_steps, crs
+    return crs_per_dose(seg_t, x50 + seg_y[..., 1], x50, dose_t, dose_mask, c, eta, tcr, seg_il6=seg_y[..., 0],
+                        il6_0=il6_0)
+
+
+def _patient(model: Model, cfg: SolverConfig, seg_points: int, out_names: tuple, p, ev, ts, dose_t, dose_mask, c,
+             eta, tcr):
+    outs, status, n_steps, seg_t, seg_y = patient_mechanism(model, cfg, seg_points, out_names, p, ev, ts)
+    return outs, status, n_steps, patient_crs(seg_t, seg_y, p["IL6_0"], dose_t, dose_mask, c, eta, tcr)
 
 
 AXES = (0, 0, None, None, None, None, 0, 0)

@@ -70,3 +70,29 @@ def test_threaded_evaluation_gives_the_same_numbers(problem, split):
     v2, g2 = obj.value_and_grad(x)
     obj._pool = None
     assert v1 == v2 and np.array_equal(g1, g2)  # summed in study order whatever the threads
+
+
+def test_fixed_mechanism_objective_equals_the_full_one_for_crs_layer_moves(problem, split):
+    """Solves stored at one point, the CRS layer moved: the same value and CRS-parameter gradient as solving
+    again (FixedMechanismObjective, what a CRS-layer sampler uses), and the same predictions."""
+    from qsp.calibrate.likelihood import mechanism_fixed
+    from qsp.calibrate.objective import FixedMechanismObjective
+
+    names = problem.space.names()
+    i = names.index("class:CRS_THETA1")
+    assert mechanism_fixed([names[i]]) and not mechanism_fixed(names)
+    _, x0, _ = neg_log_posterior_flat(problem)
+    x_fixed = np.asarray(x0) + np.array([0.3, -0.2, 0.1])
+    fixed = FixedMechanismObjective(problem, x_fixed)
+    x = x_fixed.copy()
+    x[i] += 0.7  # another CRS intercept, same mechanism
+    v, g = split.value_and_grad(x)
+    vf, gf = fixed.value_and_grad(x)
+    assert vf == pytest.approx(v, rel=1e-10)
+    assert gf[i] == pytest.approx(g[i], rel=1e-8)
+    fj = jax.jit(fixed.jax_function())
+    assert float(fj(jnp.asarray(x))) == pytest.approx(v, rel=1e-10)
+    a, b = split.predictions(x), fixed.predictions(x)
+    for sid in split.study_ids:
+        for u, w in zip(jax.tree_util.tree_leaves(a[sid]), jax.tree_util.tree_leaves(b[sid])):
+            np.testing.assert_allclose(np.asarray(w), np.asarray(u), rtol=1e-10, atol=1e-12)

@@ -37,7 +37,7 @@ def smoke(tmp_path_factory):
 def test_smoke_job_writes_every_output_and_marks_itself_finished(smoke):
     import arviz as az
 
-    out, r, _ = smoke
+    out, r = smoke
     for f in ("fit.nc", "summary.csv", "targets.csv", "params.toml", "trace.png", "rank.png", "pairs.png",
               "ppc_teclistamab.png", "job.json"):
         assert (out / f).stat().st_size > 0, f
@@ -51,7 +51,7 @@ def test_smoke_job_writes_every_output_and_marks_itself_finished(smoke):
     for g in ("posterior", "sample_stats", "log_likelihood", "posterior_predictive", "observed_data",
               "constant_data"):
         assert g in idata.groups(), g
-    assert dict(idata.posterior.sizes) == {"chain": 2, "draw": 20}
+    assert dict(idata.posterior.sizes) == {"chain": 2, "draw": 30}  # 60 draws, thinned by 2
     assert set(idata.posterior.data_vars) == {"CRS_THETA1", "CRS_BETA"}
     assert np.isfinite(idata.log_likelihood["target"].values).all()
     assert idata.posterior_predictive["target"].shape[-1] == idata.observed_data["target"].size
@@ -69,7 +69,7 @@ def test_params_toml_is_a_calibrated_file_whose_draws_the_simulator_samples(smok
 
     cf = read_calibrated(smoke[0] / "params.toml")
     sec = cf.drug_section("teclistamab")
-    assert sec.draws is not None and sec.draws.shape == (40, 2)
+    assert sec.draws is not None and sec.draws.shape == (60, 2)
     sets = draw_parameter_sets("teclistamab", load_card("teclistamab").model(), 5, 3, file=cf)
     i = list(sec.names).index("CRS_THETA1")
     # each draw is one of the posterior's (CRS_THETA1 is on the identity scale)
@@ -82,7 +82,7 @@ def test_a_resume_with_another_spec_is_refused(smoke, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(smoke[0], out)
     changed = tmp_path / "smoke.toml"
-    changed.write_text(SMOKE.read_text().replace("draws = 20", "draws = 21"))
+    changed.write_text(SMOKE.read_text().replace("draws = 60", "draws = 61"))
     r = _qsp("calibrate", str(changed), "--out", str(out), "--resume")
     assert r.returncode == 2 and "another spec" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 

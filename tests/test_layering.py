@@ -43,3 +43,13 @@ def test_only_the_cli_imports_the_optimizer():
             continue
         mods = _imports(path)
         assert not any(m == "optimize" or m.startswith("optimize.") or m.startswith("qsp.optimize") for m in mods), path
+
+
+def test_only_the_cli_imports_the_calibration_jobs():
+    """qsp.jobs sits on the calibration layer: nothing below it (engine, calibration, optimizer) imports it."""
+    for path in QSP.rglob("*.py"):
+        rel = path.relative_to(QSP).parts
+        if rel[0] in ("jobs", "cli"):
+            continue
+        mods = _imports(path)
+        assert not any(m == "jobs" or m.startswith("jobs.") or m.startswith("qsp.jobs") for m in mods), path

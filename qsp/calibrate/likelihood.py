@@ -60,7 +60,7 @@ from ..events import EventArrays
 from ..population import OMEGA_PREFIX, fittable_omega, omega_target, population_spec, sample_population
 from ..premedication import drug_doses
 from ..simulate import STATUS_OK, SolverConfig
-from ..trial import _patient, population_events
+from ..trial import _patient, patient_crs, patient_mechanism, population_events
 from . import summaries as sumr
 from .space import ParameterSpace
 from .targets import FIT_GRADINGS, TargetSet, load_targets
@@ -348,6 +348,50 @@ def simulate_study(theta, problem: Problem, sim: StudySim):
     return outs, status, crs
 
 
+def _mechanism_fn(sim: StudySim, problem: Problem):
+    key = ("mechanism", id(sim.model), sim.out_names, problem.cfg)
+    fn = _BATCH.get(key)
+    if fn is None:
+        one = functools.partial(patient_mechanism, sim.model, problem.cfg, SEG_POINTS, sim.out_names)
+        fn = _BATCH[key] = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+    return fn
+
+
+def study_mechanism(theta, problem: Problem, sim: StudySim) -> dict:
+    """The study's solves without the CRS layer at ``theta`` (:func:`qsp.trial.patient_mechanism`): outputs,
+    status and the per-segment IL-6 / T-cell drive samples the CRS layer reads, as NumPy arrays. With them
+    :func:`study_predictions` (``mechanism=``) gives the same predictions for any ``theta`` that differs only
+    in CRS-layer parameters (:data:`qsp.crs.CRS_DEFAULTS`), without solving again."""
+    if not sim.solve:
+        return {}
+    p, _ = _params(theta, problem.space, sim, sim.z_crs.size)
+    outs, status, _, seg_t, seg_y = _mechanism_fn(sim, problem)(p, sim.events, jnp.asarray(sim.ts))
+    ok = np.asarray(status) == STATUS_OK
+    fin = lambda a: np.where(ok.reshape((-1,) + (1,) * (np.ndim(a) - 1)), np.nan_to_num(np.asarray(a)), 1.0)  # noqa
+    return {"outs": {k: np.asarray(v) for k, v in outs.items()}, "status": np.asarray(status),
+            "seg_t": fin(seg_t), "seg_y": fin(seg_y)}
+
+
+def crs_from_mechanism(theta, problem: Problem, sim: StudySim, mech: dict):
+    """(outputs, status, per-dose CRS quantities) like :func:`simulate_study`, the CRS layer evaluated at
+    ``theta`` on the stored solves ``mech`` of :func:`study_mechanism` (failed patients' samples are
+    placeholders; they are left out downstream as in :func:`simulate_study`)."""
+    n = sim.z_crs.size
+    p, c = _params(theta, problem.space, sim, n)
+    c_pp = {k: jnp.broadcast_to(v, (n,)) for k, v in c.items()}
+    eta = c["CRS_OMEGA"] * jnp.asarray(sim.z_crs)
+    fn = jax.vmap(patient_crs, in_axes=(0, 0, 0, None, None, 0, 0, 0))
+    crs = fn(jnp.asarray(mech["seg_t"]), jnp.asarray(mech["seg_y"]), p["IL6_0"], jnp.asarray(sim.dose_t),
+             jnp.ones(sim.dose_t.size, bool), c_pp, eta, jnp.asarray(sim.tcr))
+    return {k: jnp.asarray(v) for k, v in mech["outs"].items()}, jnp.asarray(mech["status"]), crs
+
+
+def mechanism_fixed(names) -> bool:
+    """Whether entries of the flat vector (``class:P``, ``drug:d:P``, ``dev:d:P``) are all CRS-layer
+    parameters: then the solves do not depend on them (:func:`study_mechanism`)."""
+    return all(n.split(":")[-1] in CRS_DEFAULTS for n in names)
+
+
 def _weighted_mean(x, w):
     return jnp.sum(x * w[:, None], axis=0) / jnp.maximum(jnp.sum(w), 1e-12)
 
@@ -357,13 +401,17 @@ def _ada_prob(theta, problem: Problem, sim: StudySim):
     return vals["ADA_PROB"] if "ADA_PROB" in vals else jnp.asarray(float(sim.base.get("ADA_PROB", 0.0)))
 
 
-def study_predictions(theta, problem: Problem, sim: StudySim) -> dict:
-    """Predicted value of every target row of the study (JAX arrays), plus the count of failed patients."""
+def study_predictions(theta, problem: Problem, sim: StudySim, mechanism: dict | None = None) -> dict:
+    """Predicted value of every target row of the study (JAX arrays), plus the count of failed patients.
+    ``mechanism``: the stored solves of :func:`study_mechanism` (only the CRS layer is evaluated at ``theta``)."""
     if not sim.solve:  # targets that need no simulation (ADA incidence)
         ada = _ada_prob(theta, problem, sim)
         return {"crs": [], "tc": [], "summary": [sumr.predict_row(r, sim.ts, None, None, None, None, None, ada)
                                                   for r in sim.sum_rows], "n_failed": jnp.asarray(0.0)}
-    outs, status, crs = simulate_study(theta, problem, sim)
+    if mechanism is not None:
+        outs, status, crs = crs_from_mechanism(theta, problem, sim, mechanism)
+    else:
+        outs, status, crs = simulate_study(theta, problem, sim)
     ok = status == STATUS_OK
     okf = ok.astype(float)
     safe = {k: jnp.where(ok[:, None], jnp.nan_to_num(v, nan=0.0, posinf=0.0), 0.0) for k, v in crs.items()}
@@ -427,11 +475,11 @@ def pointwise_log_likelihood(pred: dict, sim: StudySim) -> list:
     return terms
 
 
-def study_log_likelihood(theta, problem: Problem, sim: StudySim):
+def study_log_likelihood(theta, problem: Problem, sim: StudySim, mechanism: dict | None = None):
     """``(log L_s, predictions)`` of one study: its rows' binomial / log-normal / summary terms
     (:func:`pointwise_log_likelihood`), less the failed-patient penalty, and :func:`study_predictions` (so one
-    compiled program can give both)."""
-    pred = study_predictions(theta, problem, sim)
+    compiled program can give both); ``mechanism`` as for :func:`study_predictions`."""
+    pred = study_predictions(theta, problem, sim, mechanism)
     total = 0.0
     for t in pointwise_log_likelihood(pred, sim):
         total = total + t
@@ -503,6 +551,6 @@ def predict(theta, problem: Problem, threads: int = 1, known: Mapping | None = N
 
 
 __all__ = ["Problem", "StudySim", "build_problem", "simulate_study", "study_predictions", "is_fitted", "study_log_likelihood",
-           "pointwise_log_likelihood",
+           "pointwise_log_likelihood", "study_mechanism", "crs_from_mechanism", "mechanism_fixed",
            "log_likelihood",
            "log_posterior", "neg_log_posterior_flat", "predict", "OVERALL_DAYS", "FAILURE_PENALTY"]

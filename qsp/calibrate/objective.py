@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .likelihood import Problem, is_fitted, study_log_likelihood
+from .likelihood import Problem, is_fitted, study_log_likelihood, study_mechanism
 
 
 class SplitObjective:
@@ -136,29 +136,85 @@ class SplitObjective:
 
     def jax_function(self):
         """The objective as a JAX function ``f(x) -> scalar`` with a reverse-mode derivative."""
-        n = self.n
-        shapes = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct((n,), jnp.float64))
+        return host_function(self.value_and_grad, self.n)
 
-        def host(x):
-            v, g = self.value_and_grad(np.asarray(x))
-            return np.asarray(v, dtype=np.float64), g
 
-        def call(x):
-            return jax.pure_callback(host, shapes, x)
+def host_function(value_and_grad, n: int):
+    """``f(x) -> scalar``, a JAX function whose value and gradient come from ``value_and_grad(x)`` on the host
+    (a ``jax.pure_callback`` with a custom VJP returning the stored gradient): a jitted caller (the optimiser's
+    step, NUTS's kernel) traces a callback, not the model, and the model's own compiled program is reused."""
+    shapes = (jax.ShapeDtypeStruct((), jnp.float64), jax.ShapeDtypeStruct((n,), jnp.float64))
 
-        @jax.custom_vjp
+    def host(x):
+        v, g = value_and_grad(np.asarray(x))
+        return np.asarray(v, dtype=np.float64), g
+
+    def call(x):
+        return jax.pure_callback(host, shapes, x)
+
+    @jax.custom_vjp
+    def f(x):
+        return call(x)[0]
+
+    def fwd(x):
+        v, g = call(x)
+        return v, g
+
+    def bwd(g, ct):
+        return (ct * g,)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+class FixedMechanismObjective:
+    """``-log posterior`` over CRS-layer parameters with the mechanism's solves fixed at ``x_fixed``.
+
+    When the entries a sampler moves are all CRS-layer parameters (:func:`~qsp.calibrate.likelihood.
+    mechanism_fixed`), no solve depends on them: each study is solved once at ``x_fixed``
+    (:func:`~qsp.calibrate.likelihood.study_mechanism`) and the objective evaluates only the CRS layer and the
+    target terms on the stored solves. For such ``x`` it equals :class:`SplitObjective`'s value exactly (same
+    formulas on the same solves; ``tests/test_calibrate_objective.py``), at a small fraction of the cost, and
+    it is a plain JAX function (no host callback), compiled once for all studies. Measured on MajesTEC-1 with
+    6 patients: see ``calibration/README.md``.
+    """
+
+    def __init__(self, problem: Problem, x_fixed):
+        self.problem = problem
+        x0, unravel = problem.space.flatten(problem.space.init())
+        self.unravel, self.n = unravel, int(x0.size)
+        theta = unravel(jnp.asarray(x_fixed, dtype=jnp.float64))
+        fitted = [s for s in problem.studies if is_fitted(s)]
+        self.study_ids = [s.study_id for s in fitted]
+        self._subs = [replace(problem, studies=[s]) for s in fitted]
+        self.mechanisms = [study_mechanism(theta, sub, sub.studies[0]) for sub in self._subs]
+
         def f(x):
-            return call(x)[0]
+            th = unravel(x)
+            total = -problem.space.log_prior(th)
+            preds = {}
+            for sub, mech in zip(self._subs, self.mechanisms):
+                ll, pred = study_log_likelihood(th, sub, sub.studies[0], mech or None)
+                total = total - ll
+                preds[sub.studies[0].study_id] = pred
+            return total, preds
 
-        def fwd(x):
-            v, g = call(x)
-            return v, g
+        self._f = f
+        self._vg = jax.jit(jax.value_and_grad(f, has_aux=True))
 
-        def bwd(g, ct):
-            return (ct * g,)
+    def jax_function(self):
+        """The objective as a JAX function of the flat vector (its compiled value-and-gradient program on the host,
+        :func:`host_function`)."""
+        return host_function(self.value_and_grad, self.n)
 
-        f.defvjp(fwd, bwd)
-        return f
+    def value_and_grad(self, x):
+        (v, _), g = self._vg(jnp.asarray(x, dtype=jnp.float64))
+        return float(v), np.asarray(g, dtype=np.float64)
+
+    def predictions(self, x) -> dict:
+        """Study id -> predictions at ``x`` (NumPy), as :meth:`SplitObjective.predictions`."""
+        (_, preds), _ = self._vg(jnp.asarray(x, dtype=jnp.float64))
+        return jax.tree_util.tree_map(np.asarray, preds)
 
 
-__all__ = ["SplitObjective"]
+__all__ = ["SplitObjective", "FixedMechanismObjective", "host_function"]

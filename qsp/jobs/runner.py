@@ -70,16 +70,28 @@ def _leave_out(targets, spec_str: str):
     return replace(targets, crs_incidence=crs, timecourses=tc, summaries=sm)
 
 
-def build(spec: JobSpec, threads: int = 1):
-    """(problem, objective) of a spec, the objective compiled."""
+def build(spec: JobSpec):
+    """The calibration problem of a spec (its drugs, studies, virtual patients, seed; leave-outs removed)."""
     from ..calibrate.likelihood import build_problem
-    from ..calibrate.objective import SplitObjective
 
     space = job_space(spec)
-    problem = build_problem(space, _fit_targets(spec), patients=spec.patients, seed=spec.seed,
-                            studies=list(spec.studies) or None, stratified=spec.stratified)
+    return build_problem(space, _fit_targets(spec), patients=spec.patients, seed=spec.seed,
+                         studies=list(spec.studies) or None, stratified=spec.stratified)
+
+
+def objective(problem, names, x_fixed, threads: int):
+    """The objective for moving ``names`` (entries of the flat vector) with the rest at ``x_fixed``: the
+    CRS layer on solves fixed at ``x_fixed`` when every moved entry is a CRS-layer parameter
+    (:class:`~qsp.calibrate.objective.FixedMechanismObjective`, exact for them), else every study solved at
+    every evaluation (:class:`~qsp.calibrate.objective.SplitObjective`, compiled here)."""
+    from ..calibrate.likelihood import mechanism_fixed
+    from ..calibrate.objective import FixedMechanismObjective, SplitObjective
+
+    if mechanism_fixed(names):
+        return FixedMechanismObjective(problem, x_fixed)
     obj = SplitObjective(problem, eval_threads=threads)
-    return problem, obj
+    obj.compile()
+    return obj
 
 
 def _remote_chain(spec_path: str, out: str, chain: int, x_fixed, free_idx, z0, threads: int) -> dict:
@@ -87,8 +99,9 @@ def _remote_chain(spec_path: str, out: str, chain: int, x_fixed, free_idx, z0, t
     from .nuts_phase import run_chain
 
     spec = load_spec(spec_path)
-    _, obj = build(spec, threads)
-    obj.compile()
+    problem = build(spec)
+    names = problem.space.names()
+    obj = objective(problem, [names[i] for i in free_idx], x_fixed, threads)
     nu = spec.nuts
     return run_chain(obj.jax_function(), x_fixed, free_idx, z0, chain=chain, seed=nu["seed"], warmup=nu["warmup"],
                      draws=nu["draws"], target_accept=nu["target_accept"], max_tree_depth=nu["max_tree_depth"],
@@ -100,8 +113,9 @@ def _remote_start(spec_path: str, out: str, i: int, x0, scale, threads: int) -> 
     from .map_phase import minimise_start
 
     spec = load_spec(spec_path)
-    _, obj = build(spec, threads)
-    obj.compile()
+    problem = build(spec)
+    obj = objective(problem, problem.space.names(), np.asarray(problem.space.flatten(problem.space.init())[0]),
+                    threads)
     mp = spec.map
     return minimise_start(obj.jax_function(), x0, scale, max_steps=mp["max_steps"], store=JobDir(out),
                           name=f"map_start_{i}", every=mp["checkpoint_every"])
@@ -139,6 +153,7 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
             bars: bool = True) -> dict:
     """Run ``spec`` into ``out`` (see the module docstring); returns the ``job.json`` metadata."""
     from .. import __version__
+    from ..calibrate.likelihood import mechanism_fixed
 
     threads = threads or min(2, os.cpu_count() or 1)
     store = JobDir(out)
@@ -157,14 +172,18 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
         t = time.perf_counter()
         say(f"[setup] {spec.name}: {', '.join(spec.drugs)}; {spec.patients} virtual patients per study, seed "
             f"{spec.seed}; method {spec.method}" + (" (resuming from checkpoints)" if reused else ""))
-        problem, obj = build(spec, threads)
-        say(f"[setup] compiling {len(obj.study_ids)} study programs ({', '.join(obj.study_ids)})")
-        obj.compile()
-        phases["setup"] = time.perf_counter() - t
+        problem = build(spec)
         space = problem.space
         names = space.names()
         x0, unravel = space.flatten(space.init())
         x0 = np.asarray(x0, float)
+        if mechanism_fixed(names):
+            say(f"[setup] every fitted parameter is a CRS-layer parameter: each of {len(problem.studies)} studies "
+                "is solved once and only the CRS layer is evaluated")
+        else:
+            say(f"[setup] compiling {len(problem.studies)} study programs")
+        obj = objective(problem, names, x0, threads)
+        phases["setup"] = time.perf_counter() - t
         f = obj.jax_function()
         prior_sd = np.asarray(space.flatten(space._sds())[0], float)
         client = _client(scheduler, workers, say) if (scheduler or workers) else None
@@ -173,11 +192,20 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
         if spec.runs_map:
             map_res, cov = _map(spec, store, f, space, x0, prior_sd, client, out, threads, progress, say, phases)
             x_fixed = map_res["x"]
-        draws, stats, free_idx = _nuts(spec, store, f, names, x_fixed, cov, client, out, threads, progress, say,
-                                       phases) if spec.runs_nuts else _laplace_draws(spec, map_res, cov, names)
+        pred_obj = obj
+        if spec.runs_nuts:
+            free = spec.nuts["free"] or names
+            if not mechanism_fixed(names) and mechanism_fixed(free):
+                say(f"[nuts] the {len(free)} sampled parameters are CRS-layer parameters: the studies are solved "
+                    "once at the MAP and the chains evaluate the CRS layer on those solves (exact for them)")
+                pred_obj = objective(problem, free, x_fixed, threads)
+            draws, stats, free_idx = _nuts(spec, store, pred_obj.jax_function(), names, x_fixed, cov, client, out,
+                                           progress, say, phases)
+        else:
+            draws, stats, free_idx = _laplace_draws(spec, map_res, cov, names)
         if client is not None:
             client.close()
-        rows, pp, ll = _predict(spec, store, obj, problem, unravel, draws, progress, say, phases)
+        rows, pp, ll = _predict(spec, store, pred_obj, problem, unravel, draws, progress, say, phases)
         _outputs(spec, store, space, problem, names, free_idx, draws, stats, rows, pp, ll, map_res, meta, say,
                  phases)
         meta.update(status="finished", finished=_now(), total_s=time.perf_counter() - t_start,
@@ -239,7 +267,7 @@ def _map(spec, store, f, space, x0, prior_sd, client, out, threads, progress, sa
     return res, res["cov"]
 
 
-def _nuts(spec, store, f, names, x_fixed, cov, client, out, threads, progress, say, phases):
+def _nuts(spec, store, f, names, x_fixed, cov, client, out, progress, say, phases):
     from .nuts_phase import chain_start, run_chain
 
     t = time.perf_counter()
