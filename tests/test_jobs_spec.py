@@ -65,6 +65,7 @@ def test_a_valid_spec_loads_with_defaults(tmp_path):
     ('[nuts]', '[nuts]\nmax_tree_depth = 20', "nuts.max_tree_depth", "1-12"),
     ('[data]', '[data]\nleave_out = ["teclistamab:pk"]', "data.leave_out", "DRUG:crs"),
     ('name = "t"', '', "job.name", "required"),
+    ('[data]', '[data]\nleave_out = ["teclistamab"]', "data.studies", "keep no target after data.leave_out"),
 ])
 def test_a_malformed_spec_is_refused_naming_file_key_and_allowed_values(tmp_path, old, new, key, allowed):
     assert old in GOOD

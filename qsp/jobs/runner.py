@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from .spec import JobSpec, job_space, load_spec, spec_hash
+from .spec import JobSpec, fit_targets, job_space, load_spec, spec_hash
 from .store import JOB_FILE, JobDir, data_hash
 
 PREDICT_CHECKPOINT_EVERY = 10
@@ -42,40 +42,12 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _fit_targets(spec: JobSpec):
-    from ..calibrate.targets import load_targets
-
-    targets = load_targets()
-    for lo in spec.leave_out:
-        targets = _leave_out(targets, lo)
-    return targets
-
-
-def _leave_out(targets, spec_str: str):
-    """The targets without ``DRUG`` (all), ``DRUG:crs`` (its CRS incidences) or ``DRUG:il6`` (its IL-6 series)."""
-    from dataclasses import replace
-
-    drug, _, kind = spec_str.partition(":")
-    ids = set(targets.studies.study_id[targets.studies.drug == drug.lower()])
-    crs = targets.crs_incidence
-    tc = targets.timecourses
-    sm = targets.summaries
-    if kind in ("", "crs"):
-        crs = crs[~crs.study_id.isin(ids)]
-    if kind in ("", "il6"):
-        tc = tc[~(tc.study_id.isin(ids) & (tc.quantity == "il6_pg_per_ml"))]
-    if kind == "":
-        tc = tc[~tc.study_id.isin(ids)]
-        sm = sm[~sm.study_id.isin(ids)]
-    return replace(targets, crs_incidence=crs, timecourses=tc, summaries=sm)
-
-
 def build(spec: JobSpec):
     """The calibration problem of a spec (its drugs, studies, virtual patients, seed; leave-outs removed)."""
     from ..calibrate.likelihood import build_problem
 
     space = job_space(spec)
-    return build_problem(space, _fit_targets(spec), patients=spec.patients, seed=spec.seed,
+    return build_problem(space, fit_targets(spec), patients=spec.patients, seed=spec.seed,
                          studies=list(spec.studies) or None, stratified=spec.stratified)
 
 
@@ -157,6 +129,9 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
 
     threads = threads or min(2, os.cpu_count() or 1)
     store = JobDir(out)
+    t_build = time.perf_counter()
+    problem = build(spec)  # populations, events, target rows: a bad combination is refused before any file is written
+    t_build = time.perf_counter() - t_build
     store.lock()
     progress = _Bars(bars)
     try:
@@ -172,7 +147,6 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
         t = time.perf_counter()
         say(f"[setup] {spec.name}: {', '.join(spec.drugs)}; {spec.patients} virtual patients per study, seed "
             f"{spec.seed}; method {spec.method}" + (" (resuming from checkpoints)" if reused else ""))
-        problem = build(spec)
         space = problem.space
         names = space.names()
         x0, unravel = space.flatten(space.init())
@@ -183,7 +157,7 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
         else:
             say(f"[setup] compiling {len(problem.studies)} study programs")
         obj = objective(problem, names, x0, threads)
-        phases["setup"] = time.perf_counter() - t
+        phases["setup"] = time.perf_counter() - t + t_build
         f = obj.jax_function()
         prior_sd = np.asarray(space.flatten(space._sds())[0], float)
         client = _client(scheduler, workers, say) if (scheduler or workers) else None
@@ -208,6 +182,8 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
         rows, pp, ll = _predict(spec, store, pred_obj, problem, unravel, draws, progress, say, phases)
         _outputs(spec, store, space, problem, names, free_idx, draws, stats, rows, pp, ll, map_res, meta, say,
                  phases)
+        if spec.leave_out:
+            _heldout(spec, store, space, unravel, draws, rows, say, phases)
         meta.update(status="finished", finished=_now(), total_s=time.perf_counter() - t_start,
                     files=sorted(p.name for p in store.out.iterdir() if not p.name.startswith(".")))
         store.write(JOB_FILE, json.dumps(meta, indent=1) + "\n")
@@ -391,4 +367,33 @@ def _outputs(spec, store, space, problem, names, free_idx, xs, stats, rows, pp, 
     phases["outputs"] = time.perf_counter() - t
 
 
-__all__ = ["run_job", "build"]
+def _heldout(spec, store, space, unravel, xs, rows, say, phases):
+    """``heldout.csv``: the left-out targets predicted by the fit made without them (median and 5-95% over the
+    job's draws, within tolerance of the median) -- the leave-one-out check."""
+    import jax.numpy as jnp
+
+    from ..calibrate.likelihood import build_problem, predict
+    from ..calibrate.targets import load_targets
+    from .results import targets_table
+
+    t = time.perf_counter()
+    targets = load_targets()
+    usable = set(targets.on_label_regimen().studies.study_id)
+    drugs = {lo.partition(":")[0].lower() for lo in spec.leave_out}
+    ids = sorted(s for s in set(targets.studies.study_id[targets.studies.drug.isin(drugs)]) if s in usable)
+    held = build_problem(space, targets, patients=spec.patients, seed=spec.seed, stratified=spec.stratified,
+                         studies=ids)
+    flat = xs.reshape(-1, xs.shape[-1])
+    say(f"[heldout] {', '.join(spec.leave_out)}: predicting {', '.join(ids)} at {len(flat)} draws")
+    preds = [predict(unravel(jnp.asarray(x)), held) for x in flat]
+    seen = set(zip(rows.target, rows.time_day.fillna(-1)))
+    full = preds[0]
+    keep = np.array([(tg, d) not in seen for tg, d in zip(full.target, full.time_day.fillna(-1))])
+    pp = np.stack([p.predicted.to_numpy(float)[keep] for p in preds])
+    tab = targets_table(full[keep].reset_index(drop=True), pp)
+    store.write("heldout.csv", tab.to_csv(index=False, float_format="%.6g"))
+    say(f"[heldout] {int(tab.within.sum())} of {len(tab)} held-out targets within tolerance")
+    phases["heldout"] = time.perf_counter() - t
+
+
+__all__ = ["run_job", "build", "objective"]

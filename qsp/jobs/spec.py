@@ -228,6 +228,14 @@ def check_against_data(spec: JobSpec) -> None:
     if bad:
         raise _err(spec.path, "data.studies", f"unknown studies {bad} for these drugs; allowed: "
                                               f"{', '.join(sorted(ids))}")
+    left = _after_leave_outs(t, spec.leave_out)
+    per_study = (set(left.crs_incidence.study_id) | set(left.timecourses.study_id) | set(left.summaries.study_id))
+    empty = [s for s in spec.studies if s not in per_study]
+    if empty:
+        raise _err(spec.path, "data.studies", f"{empty} keep no target after data.leave_out "
+                                              f"({', '.join(spec.leave_out)}); name studies the fit can use")
+    if not spec.studies and not per_study & ids:
+        raise _err(spec.path, "data.leave_out", "leaves no target to fit")
     try:
         space = job_space(spec)
     except InputError as e:
@@ -236,6 +244,26 @@ def check_against_data(spec: JobSpec) -> None:
     bad = [f for f in spec.nuts["free"] if f not in names]
     if bad:
         raise _err(spec.path, "nuts.free", f"{bad} are not entries of the fit's vector; allowed: {', '.join(names)}")
+
+
+def _after_leave_outs(targets, leave_out):
+    """The target tables without the left-out ones: ``DRUG`` (all its targets), ``DRUG:crs`` (its CRS
+    incidences), ``DRUG:il6`` (its IL-6 series)."""
+    from dataclasses import replace
+
+    for lo in leave_out:
+        drug, _, kind = lo.partition(":")
+        ids = set(targets.studies.study_id[targets.studies.drug == drug.lower()])
+        crs, tc, sm = targets.crs_incidence, targets.timecourses, targets.summaries
+        if kind in ("", "crs"):
+            crs = crs[~crs.study_id.isin(ids)]
+        if kind == "il6":
+            tc = tc[~(tc.study_id.isin(ids) & (tc.quantity == "il6_pg_per_ml"))]
+        if kind == "":
+            tc = tc[~tc.study_id.isin(ids)]
+            sm = sm[~sm.study_id.isin(ids)]
+        targets = replace(targets, crs_incidence=crs, timecourses=tc, summaries=sm)
+    return targets
 
 
 def job_space(spec: JobSpec):
@@ -248,9 +276,17 @@ def job_space(spec: JobSpec):
                           deviations=spec.deviations, prior_overrides=spec.priors)
 
 
+def fit_targets(spec: JobSpec):
+    """The targets a job fits: every target table, less ``data.leave_out``."""
+    from ..calibrate.targets import load_targets
+
+    return _after_leave_outs(load_targets(), spec.leave_out)
+
+
 def spec_hash(spec: JobSpec) -> str:
     """SHA-256 of the canonical spec (sorted JSON, path left out)."""
     return hashlib.sha256(json.dumps(spec.canonical(), sort_keys=True, default=list).encode()).hexdigest()
 
 
-__all__ = ["JobSpec", "METHODS", "parse_spec", "load_spec", "check_against_data", "job_space", "spec_hash"]
+__all__ = ["JobSpec", "METHODS", "parse_spec", "load_spec", "check_against_data", "job_space", "spec_hash",
+           "fit_targets"]
