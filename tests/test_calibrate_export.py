@@ -148,3 +148,22 @@ def test_two_drug_export_round_trip(two_drug_space, tmp_path):
     assert json.loads(text) == json.loads(dumps(json.loads(text)))
     parse_calibrated(json.loads(text), "again")
     assert json.loads(text)["fit"]["settings"]["stratified"] is True
+
+
+def test_the_fit_vector_is_recovered_from_its_file(calibrated_fit):
+    """x_from_calibrated inverts the export (class entries, drug entries and deviations), so a job can start
+    from a shipped fit (``[map] init``); a file of another parameter vector is refused."""
+    import numpy as np
+    import pytest
+
+    from qsp.calibrate.export import x_from_calibrated
+    from qsp.calibrate.space import ParameterSpace
+    from qsp.cards import load_card
+    from qsp.paramsets import read_calibrated
+
+    fit, path = calibrated_fit
+    cf = read_calibrated(path)
+    np.testing.assert_allclose(x_from_calibrated(fit.problem.space, cf), fit.map.x, rtol=0, atol=1e-12)
+    other = ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("CRS_THETA1",))
+    with pytest.raises(ValueError, match="another parameter vector"):
+        x_from_calibrated(other, cf)

@@ -182,6 +182,29 @@ def export_draws(space, xs: np.ndarray, *, fit_meta: dict, max_draws: int = 400)
     return doc
 
 
+def x_from_calibrated(space, cf) -> np.ndarray:
+    """The flat unconstrained vector of ``space`` at a calibrated file's centre (the MAP of a Laplace file, the
+    posterior mean of a draws file): ``class:P`` from the class section, ``drug:d:Q`` from drug ``d``'s section,
+    ``dev:d:P`` as drug ``d``'s value of ``P`` less the class value. Raises ValueError when the file was
+    written for another parameter vector (its ``fit.unconstrained_names``)."""
+    names = space.names()
+    saved = list(cf.fit.get("unconstrained_names", []))
+    if saved != names:
+        raise ValueError(f"the calibrated file {cf.path} was fitted on another parameter vector "
+                         f"({len(saved)} entries) than this space ({len(names)})")
+    cls = dict(zip(cf.class_section.names, cf.class_section.mean))
+    x = []
+    for n in names:
+        kind, d, k = _parse_name(n)
+        if kind == "class":
+            x.append(cls[k])
+        else:
+            sec = cf.drug_section(d)
+            v = dict(zip(sec.names, sec.mean))[k]
+            x.append(v if kind == "drug" else v - cls[k])
+    return np.asarray(x, dtype=float)
+
+
 def _scalar(v) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
 
@@ -218,4 +241,4 @@ def write_calibrated(fit, path, *, command: str | None = None, created: str | No
     return path
 
 
-__all__ = ["export_calibrated", "export_normal", "export_draws", "write_calibrated", "drug_map", "dumps"]
+__all__ = ["export_calibrated", "export_normal", "x_from_calibrated", "export_draws", "write_calibrated", "drug_map", "dumps"]

@@ -136,7 +136,10 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
     progress = _Bars(bars)
     try:
         t_start, started = time.perf_counter(), _now()
-        sh, dh = spec_hash(spec), data_hash(spec.drugs)
+        from .spec import init_path
+
+        sh = spec_hash(spec)
+        dh = data_hash(spec.drugs, [init_path(spec)] if spec.map["init"] else [])
         reused = store.prepare(sh, dh, resume)
         meta = {"status": "running", "job": spec.name, "spec_file": spec.path, "spec_hash": sh, "data_hash": dh,
                 "qsp_version": __version__, "method": spec.method, "started": started, "resumed": reused,
@@ -212,8 +215,14 @@ def _map(spec, store, f, space, x0, prior_sd, client, out, threads, progress, sa
     t = time.perf_counter()
     mp = spec.map
     keys = jax.random.split(jax.random.PRNGKey(spec.seed), max(mp["starts"] - 1, 1))
-    starts = [x0] + [np.asarray(space.flatten(space.sample_prior(k, mp["start_scale"]))[0], float)
-                     for k in keys[: mp["starts"] - 1]]
+    first = x0
+    if mp["init"]:
+        from .spec import init_vector
+
+        first = init_vector(spec, space)
+        say(f"[map] the first start is the centre of {mp['init']}")
+    starts = [first] + [np.asarray(space.flatten(space.sample_prior(k, mp["start_scale"]))[0], float)
+                        for k in keys[: mp["starts"] - 1]]
     say(f"[map] {len(starts)} L-BFGS start(s), up to {mp['max_steps']} steps each, checkpoint every "
         f"{mp['checkpoint_every']} steps")
     runner = None

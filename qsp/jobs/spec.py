@@ -9,7 +9,8 @@ A spec is a TOML file with these tables (every key optional unless marked; unkno
                    deviations = {P = tau}, priors = {P = {scale = s, value = v}}   (prior overrides)
     [population]   patients (per study, >= 2), seed (>= 0), stratified (bool)
     [map]          starts, max_steps, start_scale, checkpoint_every, hessian = "forward" | "central",
-                   laplace_draws (predictive draws when the job has no NUTS phase)
+                   laplace_draws (predictive draws when the job has no NUTS phase), init (a calibrated file of
+                   the same parameter vector, e.g. data/calibrated/tce_map.json: the first start is its MAP)
     [nuts]         chains, warmup, draws, target_accept (0-1), max_tree_depth (1-12), seed, checkpoint_every,
                    free (entries of the fit's flat vector, e.g. "class:CRS_BETA"; the others stay at the MAP;
                    default: all), thin, predictive_draws (posterior draws re-simulated for the predictive checks)
@@ -42,7 +43,7 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
                    "priors": (dict, {})},
     "population": {"patients": (int, 48), "seed": (int, 1), "stratified": (bool, True)},
     "map": {"starts": (int, 1), "max_steps": (int, 100), "start_scale": (float, 0.5), "checkpoint_every": (int, 5),
-            "hessian": (str, "forward"), "laplace_draws": (int, 40)},
+            "hessian": (str, "forward"), "laplace_draws": (int, 40), "init": (str, "")},
     "nuts": {"chains": (int, 2), "warmup": (int, 200), "draws": (int, 200), "target_accept": (float, 0.8),
              "max_tree_depth": (int, 6), "seed": (int, 0), "checkpoint_every": (int, 50), "free": (list, []),
              "thin": (int, 1), "predictive_draws": (int, 40)},
@@ -240,6 +241,8 @@ def check_against_data(spec: JobSpec) -> None:
         space = job_space(spec)
     except InputError as e:
         raise _err(spec.path, "parameters", str(e)) from None
+    if spec.map["init"]:
+        init_vector(spec, space)
     names = space.names()
     bad = [f for f in spec.nuts["free"] if f not in names]
     if bad:
@@ -276,6 +279,27 @@ def job_space(spec: JobSpec):
                           deviations=spec.deviations, prior_overrides=spec.priors)
 
 
+def init_path(spec: JobSpec) -> Path:
+    """Where ``map.init`` points: the working directory first, then the spec's folder."""
+    p = Path(spec.map["init"])
+    if not p.is_absolute() and not p.is_file():
+        p = Path(spec.path).parent / p
+    return p
+
+
+def init_vector(spec: JobSpec, space):
+    """The MAP start of ``map.init`` (a calibrated file; a relative path is taken from the working directory,
+    then from the spec's folder), checked against the space; InputError naming the key otherwise."""
+    from ..calibrate.export import x_from_calibrated
+    from ..paramsets import read_calibrated
+
+    p = init_path(spec)
+    try:
+        return x_from_calibrated(space, read_calibrated(p))
+    except (InputError, ValueError, KeyError) as e:
+        raise _err(spec.path, "map.init", f"cannot start from {spec.map['init']}: {e}") from None
+
+
 def fit_targets(spec: JobSpec):
     """The targets a job fits: every target table, less ``data.leave_out``."""
     from ..calibrate.targets import load_targets
@@ -289,4 +313,4 @@ def spec_hash(spec: JobSpec) -> str:
 
 
 __all__ = ["JobSpec", "METHODS", "parse_spec", "load_spec", "check_against_data", "job_space", "spec_hash",
-           "fit_targets"]
+           "fit_targets", "init_vector"]

@@ -71,8 +71,9 @@ def load_arrays(path: Path) -> dict | None:
         return {k: z[k] for k in z.files}
 
 
-def data_hash(drugs) -> str:
-    """SHA-256 over the target tables and the cards of ``drugs`` (file names and bytes, sorted)."""
+def data_hash(drugs, extra_files=()) -> str:
+    """SHA-256 over the target tables, the cards of ``drugs`` and ``extra_files`` (e.g. a MAP start's calibrated
+    file): file names and bytes, in a fixed order."""
     from ..cards import load_card
     from ..io.resources import data_root
 
@@ -86,6 +87,9 @@ def data_hash(drugs) -> str:
         card = load_card(d)
         h.update(d.encode())
         h.update(card.text.encode())
+    for f in extra_files:
+        h.update(Path(f).name.encode())
+        h.update(Path(f).read_bytes())
     return h.hexdigest()
 
 
