@@ -66,10 +66,18 @@ def objective(problem, names, x_fixed, threads: int):
     return obj
 
 
+def _fault_injection(chain: int) -> None:
+    """``QSP_JOBS_FAIL_CHAIN=<c>`` makes chain ``c`` raise before it starts: a hook for the tests of failure
+    handling (a failing chain is reported and the others finish), in this process and on Dask workers."""
+    if os.environ.get("QSP_JOBS_FAIL_CHAIN", "") == str(chain):
+        raise RuntimeError(f"chain {chain} failed on purpose (QSP_JOBS_FAIL_CHAIN={chain})")
+
+
 def _remote_chain(spec_path: str, out: str, chain: int, x_fixed, free_idx, z0, threads: int) -> dict:
     """One NUTS chain on a Dask worker: rebuild and compile the problem, run and checkpoint the chain."""
     from .nuts_phase import run_chain
 
+    _fault_injection(chain)
     spec = load_spec(spec_path)
     problem = build(spec)
     names = problem.space.names()
@@ -187,6 +195,11 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
                  phases)
         if spec.leave_out:
             _heldout(spec, store, space, unravel, draws, rows, say, phases)
+        failed = phases.pop("failed_chains", [])
+        if failed:
+            meta["failed_chains"] = failed
+            say(f"warning: {len(failed)} chain(s) failed ({', '.join(str(f_['chain'] + 1) for f_ in failed)}); the "
+                "results use the others (job.json: failed_chains)")
         meta.update(status="finished", finished=_now(), total_s=time.perf_counter() - t_start,
                     files=sorted(p.name for p in store.out.iterdir() if not p.name.startswith(".")))
         store.write(JOB_FILE, json.dumps(meta, indent=1) + "\n")
@@ -226,7 +239,7 @@ def _map(spec, store, f, space, x0, prior_sd, client, out, threads, progress, sa
     say(f"[map] {len(starts)} L-BFGS start(s), up to {mp['max_steps']} steps each, checkpoint every "
         f"{mp['checkpoint_every']} steps")
     runner = None
-    if client is not None:
+    if client is not None and len(starts) > 1:
         futs = [client.submit(_remote_start, spec.path, str(out), i, s, prior_sd, 1, pure=False)
                 for i, s in enumerate(starts)]
         results = {}
@@ -263,25 +276,42 @@ def _nuts(spec, store, f, names, x_fixed, cov, client, out, progress, say, phase
         f"{len(names)} parameters" + ("" if len(free_idx) == len(names) else " (the others at the MAP)")
         + f", max tree depth {nu['max_tree_depth']}, checkpoint every {nu['checkpoint_every']} iterations")
     z0s = [chain_start(x_fixed, free_idx, cov, c, nu["seed"]) for c in range(nu["chains"])]
+    total = nu["warmup"] + nu["draws"]
+    chains, failed = {}, []
+
+    def report(c, ch, where=""):
+        say(f"[nuts] chain {c + 1}/{nu['chains']}{where}: {total} iterations in {ch['seconds']:.0f} s, "
+            f"{int(np.sum(ch['diverging']))} divergent, mean acceptance {np.mean(ch['accept_prob']):.2f}")
+
+    def failure(c, e):  # one failing chain is reported; the others run to their end
+        failed.append({"chain": c, "error": f"{type(e).__name__}: {e}"})
+        say(f"[nuts] chain {c + 1}/{nu['chains']} FAILED ({type(e).__name__}: {e}); the other chains go on")
+
     if client is not None:
         futs = [client.submit(_remote_chain, spec.path, str(out), c, x_fixed, free_idx, z0s[c], 1, pure=False)
                 for c in range(nu["chains"])]
-        chains = []
         for c, fu in enumerate(futs):
-            chains.append(fu.result())
-            say(f"[nuts] chain {c + 1}/{nu['chains']} done (on a Dask worker)")
+            try:
+                chains[c] = fu.result()
+                report(c, chains[c], " (on a Dask worker)")
+            except Exception as e:  # noqa: BLE001 -- a task's failure is reported, not fatal
+                failure(c, e)
     else:
-        chains = []
         for c in range(nu["chains"]):
-            total = nu["warmup"] + nu["draws"]
-            chains.append(run_chain(f, x_fixed, free_idx, z0s[c], chain=c, seed=nu["seed"], warmup=nu["warmup"],
-                                    draws=nu["draws"], target_accept=nu["target_accept"],
-                                    max_tree_depth=nu["max_tree_depth"], store=store, every=nu["checkpoint_every"],
-                                    on_iter=lambda i, n, c=c: progress.update(("chain", c), n, i,
-                                                                              f"chain {c + 1}/{nu['chains']}")))
-            ch = chains[-1]
-            say(f"[nuts] chain {c + 1}/{nu['chains']}: {total} iterations in {ch['seconds']:.0f} s, "
-                f"{int(np.sum(ch['diverging']))} divergent, mean acceptance {np.mean(ch['accept_prob']):.2f}")
+            try:
+                _fault_injection(c)
+                chains[c] = run_chain(f, x_fixed, free_idx, z0s[c], chain=c, seed=nu["seed"], warmup=nu["warmup"],
+                                      draws=nu["draws"], target_accept=nu["target_accept"],
+                                      max_tree_depth=nu["max_tree_depth"], store=store, every=nu["checkpoint_every"],
+                                      on_iter=lambda i, n, c=c: progress.update(("chain", c), n, i,
+                                                                                f"chain {c + 1}/{nu['chains']}"))
+                report(c, chains[c])
+            except Exception as e:  # noqa: BLE001
+                failure(c, e)
+    phases["failed_chains"] = failed
+    if not chains:
+        raise RuntimeError(f"every NUTS chain failed: {failed}")
+    chains = [chains[c] for c in sorted(chains)]
     thin = nu["thin"]
     z = np.stack([c["z"][::thin] for c in chains])  # (chains, draws, free)
     xs = np.broadcast_to(np.asarray(x_fixed, float), z.shape[:2] + (len(names),)).copy()
