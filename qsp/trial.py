@@ -331,7 +331,7 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
               crs: Mapping[str, float] | None = None, params: Mapping | None = None, solver: str = "tsit5",
               rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096, progress: bool = False,
               out_names: Sequence[str] = BAND_OUTPUTS, devices: int | None = None,
-              follow_up_days: float = 7.0, loop: str = "segments") -> TrialResult:
+              follow_up_days: float = 7.0, loop: str = "segments", client=None) -> TrialResult:
     """Simulate every patient of ``pop`` on ``regimen`` for ``days`` days, with CRS per dose.
 
     Args:
@@ -347,6 +347,9 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
         loop: the integration loop (:data:`qsp.simulate.LOOPS`): ``segments`` (one solve per segment between
             events) or ``whole`` (one solve per patient over its horizon, :mod:`qsp.whole_horizon`; a
             regimen with resets takes the segmented loop).
+        client: a Dask ``distributed.Client``: the patients are split into one chunk per worker (at most
+            ``chunk_size`` each), each solved on a worker (:func:`solve_chunk`); every patient's numbers are those
+            of a local run (each patient's solve is independent of the others in its batch; tested).
     """
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise InputError(f"chunk_size must be a positive integer, got {chunk_size!r}", field="chunk_size")
@@ -371,6 +374,21 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
         a = np.asarray(a)
         return a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]) if n_dev > 1 else a
 
+    if client is not None:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        chunk = min(chunk_size, -(-n // n_workers))
+        pieces = []
+        futs = []
+        for s0 in range(0, n, chunk):
+            sl = slice(s0, min(s0 + chunk, n))
+            futs.append(client.submit(solve_chunk, model, cfg, int(seg_points), tuple(out_names),
+                                      {k: np.asarray(v[sl]) for k, v in pb.items()},
+                                      EventArrays(*[np.asarray(getattr(ev, f)[sl]) for f in EventArrays._fields]),
+                                      tuple(np.asarray(a) for a in (ts, dose_t, dose_mask)),
+                                      {k: np.asarray(v) for k, v in c.items()}, np.asarray(eta[sl]),
+                                      np.asarray(tcr[sl]), pure=False))
+        pieces = [f.result() for f in futs]
+        return _assemble(model, regimen, pop, ts, out_names, pieces, doses, c, {})
     starts = list(range(0, n, chunk))
     it = starts
     if progress:
@@ -389,6 +407,10 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
         out = jax.tree_util.tree_map(lambda a: unshard(a)[:m], jax.block_until_ready(out))
         timings.setdefault("first_chunk_s", time.perf_counter() - t0)
         pieces.append(out)
+    return _assemble(model, regimen, pop, ts, out_names, pieces, doses, c, timings)
+
+
+def _assemble(model, regimen, pop, ts, out_names, pieces, doses, c, timings) -> TrialResult:
     outs = {k: np.concatenate([p[0][k] for p in pieces]) for k in out_names}
     status = np.concatenate([p[1] for p in pieces]).astype(int)
     steps = np.concatenate([p[2] for p in pieces]).astype(int)
@@ -397,6 +419,29 @@ def run_trial(model: Model, regimen: Regimen, pop: VirtualPopulation, ref: Covar
     for k in crs_out:
         crs_out[k][bad] = np.nan
     return TrialResult(model, regimen, pop, ts, outs, status, steps, crs_out, doses, c, timings)
+
+
+def solve_chunk(model: Model, cfg: SolverConfig, seg_points: int, out_names: tuple, params: dict, events,
+                shared: tuple, crs: dict, eta, tcr):
+    """One chunk of a trial's patients (NumPy in, NumPy out): what a Dask worker runs for
+    :func:`run_trial` with ``client``; the batch is padded to the worker's devices like a local chunk."""
+    n_dev = host_devices()
+    m = len(eta)
+    size = -(-m // n_dev) * n_dev
+    fn = compiled_trial(model, cfg, seg_points, out_names, n_dev)
+
+    def shard(a):
+        a = _pad_rows(np.asarray(a), size)
+        return a.reshape((n_dev, size // n_dev) + a.shape[1:]) if n_dev > 1 else a
+
+    out = fn({k: shard(v) for k, v in params.items()}, EventArrays(*[shard(a) for a in events]),
+             *(jnp.asarray(a) for a in shared), {k: jnp.asarray(v) for k, v in crs.items()}, shard(eta), shard(tcr))
+
+    def unshard(a):
+        a = np.asarray(a)
+        return (a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]) if n_dev > 1 else a)[:m]
+
+    return jax.tree_util.tree_map(unshard, jax.block_until_ready(out))
 
 
 def run_card_trial(card, regimen: Regimen | None = None, *, patients: int = 1000, seed: int = 0,

@@ -170,14 +170,27 @@ def simulate_drug(drug: str, regimen: str | None, days: float | None, premed: st
             "_parameters": pset.describe(), "_table": table, "_warnings": warnings}
 
 
+def _dask_client(address: str):
+    """A Dask client of ``--scheduler``; an unreachable address is an InputError naming the option."""
+    try:
+        from dask.distributed import Client
+
+        return Client(address, timeout="5s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise InputError(f"cannot reach the Dask scheduler {address!r} ({type(e).__name__}: {e}); start one with "
+                         "`dask scheduler` and workers with `dask worker ADDRESS`", field="--scheduler") from None
+
+
 def simulate_population(drug: str, regimen: str | None, days: float | None, premed: str | None, patients: int,
                         seed: int | None, outputs_per_day: int | None, progress: bool | None, params: dict,
-                        opts: SolveOptions, parameters: str | None = None, uncertainty: int | None = None) -> dict:
+                        opts: SolveOptions, parameters: str | None = None, uncertainty: int | None = None,
+                        scheduler: str | None = None) -> dict:
     """A virtual trial: ``crs_by_dose.csv``, ``population_timecourse.csv``, ``patients.csv``,
     ``population.png``, ``summary.json`` (and ``failed_patients.csv`` when some patients failed).
 
     ``parameters``: the parameter set (``--parameters``); ``uncertainty``: K parameter draws from the fit
-    (``--uncertainty``, :mod:`qsp.uncertainty`), checked with everything else before any solve."""
+    (``--uncertainty``, :mod:`qsp.uncertainty`), checked with everything else before any solve; ``scheduler``: a
+    Dask scheduler address whose workers solve the patients (connected to before any solve)."""
     from .. import trial_report as rep
     from ..trial import DEFAULT_CHUNK, SEG_POINTS, run_card_trial
 
@@ -216,9 +229,11 @@ def simulate_population(drug: str, regimen: str | None, days: float | None, prem
     check_memory(est, field="--patients", hint="or fewer --patients / --outputs-per-day per run")
     if progress is None:
         progress = patients > DEFAULT_CHUNK
+    client = _dask_client(scheduler) if scheduler else None
     trial = run_card_trial(card, reg, patients=patients, seed=seed, days=days, premed=premed, progress=progress,
                            outputs_per_day=outputs_per_day, solver=opts.solver, rtol=opts.rtol, atol=opts.atol,
-                           max_steps=opts.max_steps, params=mp or None, crs=cp or None, parameters=pset)
+                           max_steps=opts.max_steps, params=mp or None, crs=cp or None, parameters=pset,
+                           client=client)
     unc = None
     if uncertainty is not None:
         from ..uncertainty import run_trial_uncertainty
@@ -226,7 +241,7 @@ def simulate_population(drug: str, regimen: str | None, days: float | None, prem
         unc = run_trial_uncertainty(card, reg, draws=k, seed=seed, patients=patients, days=days, premed=premed,
                                     progress=progress, outputs_per_day=outputs_per_day, solver=opts.solver,
                                     rtol=opts.rtol, atol=opts.atol, max_steps=opts.max_steps, params=mp or None,
-                                    crs=cp or None)
+                                    crs=cp or None, client=client)
         n_draw_failed = sum(unc.n_failed)
         if n_draw_failed:
             warnings.append(f"the solver failed for {n_draw_failed} patient solve(s) over the {k} parameter draws "

@@ -102,7 +102,7 @@ APPLIES = {
     "--dataset": ("dataset",), "--time-unit": ("dataset",),
     "--regimen": ("drug", "population"), "--days": ("drug", "population"), "--premed": ("drug", "population"),
     "--seed": ("population",), "--outputs-per-day": ("population",), "--progress": ("population",),
-    "--parameters": ("drug", "population"), "--uncertainty": ("population",),
+    "--parameters": ("drug", "population"), "--uncertainty": ("population",), "--scheduler": ("population",),
 }
 MODE_TEXT = {"dataset": "dataset mode (--model)", "drug": "drug mode (--drug, one patient)",
              "population": "population mode (--drug with --patients)"}
@@ -193,6 +193,10 @@ def simulate(
         help="With --patients and calibrated parameters: rerun the trial with K parameter sets drawn from the "
              "fit (same patients) and add 5th-95th percentile columns next to each CRS percentage.",
         show_default=False)] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        "--scheduler", metavar="ADDRESS",
+        help="With --patients: a Dask scheduler (tcp://HOST:8786); the patients are split over its workers and "
+             "give the same numbers as a local run.", show_default=False)] = None,
 ) -> None:
     """Simulate a NONMEM dataset with a PK model (--model), or a drug's TCE model card (--drug)."""
     try:
@@ -205,7 +209,7 @@ def simulate(
             raise InputError("--patients needs --drug NAME (population mode), not --model", field="--patients")
         given = {"--dataset": dataset, "--time-unit": time_unit, "--regimen": regimen, "--days": days,
                  "--premed": premed, "--seed": seed, "--outputs-per-day": outputs_per_day, "--progress": progress,
-                 "--parameters": parameters, "--uncertainty": uncertainty}
+                 "--parameters": parameters, "--uncertainty": uncertainty, "--scheduler": scheduler}
         for name, v in given.items():
             if v is not None and mode not in APPLIES[name]:
                 where = " or ".join(MODE_TEXT[m] for m in APPLIES[name])
@@ -225,7 +229,8 @@ def simulate(
             from .sim_drug import simulate_population
 
             files = simulate_population(drug, regimen, days, premed, patients, seed, outputs_per_day, progress,
-                                        params, opts, parameters=parameters, uncertainty=uncertainty)
+                                        params, opts, parameters=parameters, uncertainty=uncertainty,
+                                        scheduler=scheduler)
         written = write_outputs(out_dir, files)
     except InputError as e:
         echo_error(str(e))
