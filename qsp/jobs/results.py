@@ -85,29 +85,27 @@ def inference_data(*, space, names, free_idx, xs, stats: dict | None, rows: pd.D
         weights[j, : min(w.size, problem.patients)] = w[: problem.patients]
         regimens.append(sim.regimen)
     n_col = rows["n"].to_numpy(float) if "n" in rows else np.full(len(rows), np.nan)
-    kw = dict(
+    coords = {"row": row_ids, "study": studies, "patient": np.arange(problem.patients)}
+    groups = dict(
         posterior=posterior,
-        log_likelihood={"target": ll},
         posterior_predictive={"target": pp},
         observed_data={"target": rows.observed.to_numpy(float)},
         constant_data={"row_n": n_col, "row_study": rows.study_id.to_numpy(str),
-                       "study_regimen": np.asarray(regimens, dtype=str), "study_patients":
-                           np.full(len(studies), problem.patients), "body_weight_kg": weights},
-        coords={"row": row_ids, "fitted_row": [r for r, f in zip(row_ids, fitted) if f], "study": studies,
-                "patient": np.arange(problem.patients)},
-        dims={"target": None, "row_n": ["row"], "row_study": ["row"], "study_regimen": ["study"],
-              "study_patients": ["study"], "body_weight_kg": ["study", "patient"]},
-        attrs={"inference": inference, **attrs},
+                       "study_regimen": np.asarray(regimens, dtype=str),
+                       "study_patients": np.full(len(studies), problem.patients), "body_weight_kg": weights},
     )
     if stats is not None:
-        kw["sample_stats"] = stats
-    idata = az.from_dict(**{k: v for k, v in kw.items() if k not in ("dims",)},
-                         dims={**kw["dims"], "target": ["row"]})
-    # the log likelihood runs over the fitted rows only: fix its dimension name
-    ll_da = idata.log_likelihood["target"]
-    idata.log_likelihood["target"] = ll_da.rename({ll_da.dims[-1]: "fitted_row"}).assign_coords(
-        fitted_row=kw["coords"]["fitted_row"])
-    idata.log_likelihood = idata.log_likelihood.drop_vars([d for d in ("row",) if d in idata.log_likelihood.coords])
+        groups["sample_stats"] = stats
+    idata = az.from_dict(**groups, coords=coords,
+                         dims={"target": ["row"], "row_n": ["row"], "row_study": ["row"], "study_regimen": ["study"],
+                               "study_patients": ["study"], "body_weight_kg": ["study", "patient"]},
+                         attrs={"inference": inference, **attrs})
+    # the pointwise log likelihood runs over the fitted rows only (a CRS count under another grading is
+    # predicted, not fitted): its own dimension
+    ll_idata = az.from_dict(log_likelihood={"target": ll},
+                            coords={"fitted_row": [r for r, f in zip(row_ids, fitted) if f]},
+                            dims={"target": ["fitted_row"]})
+    idata.extend(ll_idata)
     return idata
 
 
