@@ -85,6 +85,8 @@ def test_a_resume_with_another_spec_is_refused(smoke, tmp_path):
     changed.write_text(SMOKE.read_text().replace("draws = 60", "draws = 61"))
     r = _qsp("calibrate", str(changed), "--out", str(out), "--resume")
     assert r.returncode == 2 and "another spec" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    # nothing in the folder was touched: the finished job is still marked finished
+    assert json.loads((out / "job.json").read_text())["status"] == "finished"
 
 
 def test_a_second_process_on_the_same_out_is_refused(tmp_path):

@@ -137,15 +137,16 @@ class JobDir:
         checkpoints of another spec or other data are refused with an InputError naming which changed."""
         key_path = self.ckpt / "key.json"
         key = {"spec_hash": spec_hash, "data_hash": data_hash_}
-        (self.out / JOB_FILE).unlink(missing_ok=True)  # never leave a finished marker on a running job
         if resume and key_path.is_file():
             old = json.loads(key_path.read_text())
             changed = [k.split("_")[0] for k in ("spec_hash", "data_hash") if old.get(k) != key[k]]
-            if changed:
+            if changed:  # refused before anything in the folder is touched
                 raise InputError(f"--resume: the checkpoints in {self.ckpt} belong to another "
                                  f"{' and '.join(changed)} (the job spec or the target tables/cards changed since); "
                                  "run without --resume to start again", field="--resume")
+            (self.out / JOB_FILE).unlink(missing_ok=True)  # never leave a finished marker on a running job
             return True
+        (self.out / JOB_FILE).unlink(missing_ok=True)
         if self.ckpt.exists():
             for f in self.ckpt.iterdir():
                 f.unlink()
