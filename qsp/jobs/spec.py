@@ -265,7 +265,8 @@ def _after_leave_outs(targets, leave_out):
         if kind == "":
             tc = tc[~tc.study_id.isin(ids)]
             sm = sm[~sm.study_id.isin(ids)]
-        targets = replace(targets, crs_incidence=crs, timecourses=tc, summaries=sm)
+        targets = replace(targets, crs_incidence=crs.reset_index(drop=True), timecourses=tc.reset_index(drop=True),
+                          summaries=sm.reset_index(drop=True))
     return targets
 
 
