@@ -279,7 +279,12 @@ def test_fitted_iiv_sd_rescales_the_virtual_patients_and_has_a_gradient():
     f, x0, _ = neg_log_posterior_flat(replace_studies(pr, [sim]))
     g = jax.grad(f)(x0)
     assert np.all(np.isfinite(np.asarray(g))) and abs(float(g[0])) > 0  # OMEGA_KIL6 moves the likelihood
-    with pytest.raises(InputError, match="OMEGA_CL cannot be fitted for teclistamab: CL is correlated"):
+    # CL's random effect cannot be rescaled: correlated with V1 (elranatamab: the default CL-V1 correlation), or,
+    # where no correlation is given (teclistamab: the popPK reports none), carrying allometry and CLSS's effect
+    with pytest.raises(InputError, match="OMEGA_CL cannot be fitted for elranatamab: CL is correlated"):
+        build_problem(ParameterSpace({"elranatamab": load_card("elranatamab").model()}, class_params=("OMEGA_CL",)),
+                      patients=4, seed=3)
+    with pytest.raises(InputError, match="OMEGA_CL cannot be fitted for teclistamab: CL carries allometry"):
         build_problem(ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("OMEGA_CL",)),
                       patients=4, seed=3)
 
