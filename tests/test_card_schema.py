@@ -69,7 +69,7 @@ def test_missing_required_parameter():
 
 def test_population_table_checked_at_load(tmp_path, monkeypatch):
     (tmp_path / "popbad.toml").write_text(TEC.replace('name = "teclistamab"', 'name = "popbad"')
-                                          .replace('correlations = [["CL", "V1", 0.4]]', 'correlations = [["CL", "XX", 0.4]]'))
+                                          .replace('correlations = []', 'correlations = [["CL", "XX", 0.4]]'))
     monkeypatch.setenv("QSP_MODELS_DIR", str(tmp_path))
     with pytest.raises(InputError, match=r"popbad.toml: \[population\].*XX"):
         load_card("popbad")
