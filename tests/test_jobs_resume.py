@@ -104,7 +104,12 @@ def test_resume_with_another_spec_or_data_is_refused_and_a_fresh_start_clears(tm
         s.prepare("spec2", "data1", resume=True)
     with pytest.raises(InputError, match="another data"):
         s.prepare("spec1", "data2", resume=True)
+    s.write("heldout.csv", "old")
+    (s.out / "notes.csv").write_text("a user's file")
     assert s.prepare("spec2", "data1", resume=False) is False and s.load("map_start_0") is None
+    # a fresh start removes the results of an earlier run (by name), and nothing else
+    assert not (s.out / "heldout.csv").exists() and (s.out / "notes.csv").read_text() == "a user's file"
+    (s.out / "notes.csv").unlink()
     # atomic writes leave no temporary files behind
     s.write("a.txt", "x")
     assert sorted(p.name for p in s.out.iterdir() if not p.name.startswith(".")) == ["a.txt"]

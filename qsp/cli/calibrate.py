@@ -80,6 +80,11 @@ def calibrate_command(
         if all_jobs == (job is not None):
             raise InputError("give one job spec (JOB.toml) or --all", field="JOB")
         specs = _list_specs() if all_jobs else [load_spec(job)]
+        names = [s.name for s in specs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise InputError(f"job names {dup} repeat in calibration/jobs/: each job needs its own --out folder",
+                             field="--all")
         if out is None:
             raise InputError("--out DIR is required", field="--out")
         out = Path(out).expanduser().absolute()

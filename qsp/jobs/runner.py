@@ -164,6 +164,7 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
         check_memory_maps(sum(1 for s in problem.studies if s.solve))
     store.lock()
     progress = _Bars(bars)
+    closers = []  # the Dask client and the local cluster it started: closed whatever happens
     try:
         t_start, started = time.perf_counter(), _now()
         from .spec import init_path
@@ -193,7 +194,8 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
         phases["setup"] = time.perf_counter() - t + t_build
         f = obj.jax_function()
         prior_sd = np.asarray(space.flatten(space._sds())[0], float)
-        client = _client(scheduler, workers, say) if (scheduler or workers) else None
+        client, cluster = _client(scheduler, workers, say) if (scheduler or workers) else (None, None)
+        closers.extend(c for c in (client, cluster) if c is not None)
 
         x_fixed, cov, map_res = x0, None, None
         if spec.runs_map:
@@ -207,11 +209,9 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
                     "once at the MAP and the chains evaluate the CRS layer on those solves (exact for them)")
                 pred_obj = objective(problem, free, x_fixed, threads)
             draws, stats, free_idx = _nuts(spec, store, pred_obj.jax_function(), names, x_fixed, cov, client, out,
-                                           progress, say, phases)
+                                           progress, say, phases, prior_sd)
         else:
             draws, stats, free_idx = _laplace_draws(spec, map_res, cov, names)
-        if client is not None:
-            client.close()
         rows, pp, ll = _predict(spec, store, pred_obj, problem, unravel, draws, progress, say, phases)
         _outputs(spec, store, space, problem, names, free_idx, draws, stats, rows, pp, ll, map_res, meta, say,
                  phases)
@@ -228,6 +228,11 @@ def run_job(spec: JobSpec, out: str | Path, *, resume: bool = False, scheduler: 
         say(f"[done] {spec.name} in {meta['total_s']:.0f} s; results in {store.out}")
         return meta
     finally:
+        for c in closers:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 -- closing is best effort
+                pass
         progress.close()
         store.unlock()
 
@@ -237,9 +242,10 @@ def _client(scheduler, workers, say):
 
     if scheduler:
         say(f"[dask] connecting to the scheduler at {scheduler}")
-        return Client(scheduler)
+        return Client(scheduler), None
     say(f"[dask] starting a local cluster of {workers} worker processes")
-    return Client(LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True))
+    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True)
+    return Client(cluster), cluster
 
 
 def _map(spec, store, f, space, x0, prior_sd, client, out, threads, progress, say, phases):
@@ -287,7 +293,7 @@ def _map(spec, store, f, space, x0, prior_sd, client, out, threads, progress, sa
     return res, res["cov"]
 
 
-def _nuts(spec, store, f, names, x_fixed, cov, client, out, progress, say, phases):
+def _nuts(spec, store, f, names, x_fixed, cov, client, out, progress, say, phases, prior_sd):
     from .nuts_phase import chain_start, run_chain
 
     t = time.perf_counter()
@@ -297,6 +303,8 @@ def _nuts(spec, store, f, names, x_fixed, cov, client, out, progress, say, phase
     say(f"[nuts] {nu['chains']} chain(s) x ({nu['warmup']} warm-up + {nu['draws']} draws) over {len(free_idx)} of "
         f"{len(names)} parameters" + ("" if len(free_idx) == len(names) else " (the others at the MAP)")
         + f", max tree depth {nu['max_tree_depth']}, checkpoint every {nu['checkpoint_every']} iterations")
+    if cov is None:  # no MAP phase: disperse the starts by the prior SDs instead of the Laplace covariance
+        cov = np.diag(np.asarray(prior_sd, float) ** 2)
     z0s = [chain_start(x_fixed, free_idx, cov, c, nu["seed"]) for c in range(nu["chains"])]
     total = nu["warmup"] + nu["draws"]
     chains, failed = {}, []
@@ -351,7 +359,7 @@ def _nuts(spec, store, f, names, x_fixed, cov, client, out, progress, say, phase
 def _laplace_draws(spec, map_res, cov, names):
     """A MAP job's draws: ``map.laplace_draws`` of N(MAP, Laplace covariance) (seeded by the population seed),
     one chain; every entry free."""
-    n = max(2, spec.map["laplace_draws"])
+    n = spec.map["laplace_draws"]
     w, v = np.linalg.eigh(0.5 * (cov + cov.T))
     root = v * np.sqrt(np.clip(w, 0.0, None))
     rng = np.random.default_rng(spec.seed)
@@ -367,6 +375,8 @@ def _predict(spec, store, obj, problem, unravel, xs, progress, say, phases):
     flat = xs.reshape(c * d, n)
     say(f"[predict] {c * d} draws re-simulated for the predictive checks and pointwise log likelihood")
     saved = store.load("predict")
+    if saved is not None and not np.array_equal(saved.get("draws", np.empty(0)), flat):
+        saved = None  # made from other draws (e.g. a chain that failed before and ran on resume): start over
     pp, ll, done = ([], [], 0) if saved is None else (list(saved["pp"]), list(saved["ll"]), int(saved["done"]))
     rows = None
     for i in range(done, c * d):
@@ -375,11 +385,11 @@ def _predict(spec, store, obj, problem, unravel, xs, progress, say, phases):
         ll.append(l_)
         done = i + 1
         if done % PREDICT_CHECKPOINT_EVERY == 0:
-            store.save("predict", {"pp": np.asarray(pp), "ll": np.asarray(ll), "done": done})
+            store.save("predict", {"pp": np.asarray(pp), "ll": np.asarray(ll), "done": done, "draws": flat})
         progress.update("predict", c * d, done, "predictive draws")
     if rows is None:  # every draw was done before a resume: one evaluation gives the rows' layout
         rows, _ = draw_predictions(problem, unravel, flat[0], obj.predictions(flat[0]))
-    store.save("predict", {"pp": np.asarray(pp), "ll": np.asarray(ll), "done": done})
+    store.save("predict", {"pp": np.asarray(pp), "ll": np.asarray(ll), "done": done, "draws": flat})
     phases["predict"] = time.perf_counter() - t
     return rows, np.asarray(pp).reshape(c, d, -1), np.asarray(ll).reshape(c, d, -1)
 
@@ -400,6 +410,9 @@ def _outputs(spec, store, space, problem, names, free_idx, xs, stats, rows, pp, 
                                   "qsp_version": meta["qsp_version"]})
     tmp = store.out / ".fit.nc.tmp"
     idata.to_netcdf(str(tmp))
+    with open(tmp, "rb+") as fh:  # on disk before the rename, like every other file (store.atomic_write_bytes)
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, store.out / "fit.nc")
     summ = az.summary(idata, hdi_prob=0.9, kind="all" if inference == "nuts" else "stats")
     store.write("summary.csv", summ.to_csv(float_format="%.6g"))

@@ -13,7 +13,7 @@ A spec is a TOML file with these tables (every key optional unless marked; unkno
                    the same parameter vector, e.g. data/calibrated/tce_map.json: the first start is its MAP)
     [nuts]         chains, warmup, draws, target_accept (0-1), max_tree_depth (1-12), seed, checkpoint_every,
                    free (entries of the fit's flat vector, e.g. "class:CRS_BETA"; the others stay at the MAP;
-                   default: all), thin, predictive_draws (posterior draws re-simulated for the predictive checks)
+                   default: all), thin (every thin-th draw is kept, and re-simulated for the predictive checks)
 
 :func:`load_spec` returns a :class:`JobSpec` or raises :class:`~qsp.errors.InputError` whose message names the
 file, the key and the allowed values (``qsp calibrate`` prints it on one line and exits 2). Names of drugs,
@@ -46,7 +46,7 @@ _SCHEMA: dict[str, dict[str, tuple]] = {
             "hessian": (str, "forward"), "laplace_draws": (int, 40), "init": (str, "")},
     "nuts": {"chains": (int, 2), "warmup": (int, 200), "draws": (int, 200), "target_accept": (float, 0.8),
              "max_tree_depth": (int, 6), "seed": (int, 0), "checkpoint_every": (int, 50), "free": (list, []),
-             "thin": (int, 1), "predictive_draws": (int, 40)},
+             "thin": (int, 1)},
 }
 _TYPE_WORDS = {str: "a string", list: "a list", dict: "a table", int: "an integer", float: "a number",
                bool: "true or false"}
@@ -140,7 +140,8 @@ def parse_spec(raw: dict, path: str) -> JobSpec:
     drugs = tuple(d.lower() for d in _str_list(path, "data.drugs", data["drugs"]))
     if not drugs:
         raise _err(path, "data.drugs", "must name at least one drug")
-    for lo in _str_list(path, "data.leave_out", data["leave_out"]):
+    leave_out = _str_list(path, "data.leave_out", data["leave_out"])
+    for lo in leave_out:
         drug, _, kind = lo.partition(":")
         if kind not in ("", "crs", "il6"):
             raise _err(path, "data.leave_out", f"{lo!r}: allowed forms DRUG, DRUG:crs, DRUG:il6")
@@ -173,14 +174,13 @@ def parse_spec(raw: dict, path: str) -> JobSpec:
     for k in ("starts", "max_steps", "checkpoint_every"):
         if mp[k] < 1:
             raise _err(path, f"map.{k}", f"must be at least 1, got {mp[k]}")
-    if mp["laplace_draws"] < 0:
-        raise _err(path, "map.laplace_draws", f"must be >= 0, got {mp['laplace_draws']}")
+    if mp["laplace_draws"] < 2:
+        raise _err(path, "map.laplace_draws", f"must be at least 2, got {mp['laplace_draws']}")
     if mp["hessian"] not in HESSIANS:
         raise _err(path, "map.hessian", f"unknown scheme {mp['hessian']!r}; allowed: {', '.join(HESSIANS)}")
     if not 0 < mp["start_scale"] <= 1:
         raise _err(path, "map.start_scale", f"must lie in (0, 1], got {mp['start_scale']}")
-    for k, lo in (("chains", 1), ("draws", 1), ("warmup", 0), ("checkpoint_every", 1), ("thin", 1),
-                  ("predictive_draws", 0), ("seed", 0)):
+    for k, lo in (("chains", 1), ("draws", 1), ("warmup", 0), ("checkpoint_every", 1), ("thin", 1), ("seed", 0)):
         if nu[k] < lo:
             raise _err(path, f"nuts.{k}", f"must be at least {lo}, got {nu[k]}")
     if not 0 < nu["target_accept"] < 1:
@@ -189,7 +189,7 @@ def parse_spec(raw: dict, path: str) -> JobSpec:
         raise _err(path, "nuts.max_tree_depth", f"must be 1-12, got {nu['max_tree_depth']}")
     nu["free"] = list(_str_list(path, "nuts.free", nu["free"]))
     return JobSpec(path, job["name"].strip(), job["description"], job["method"], drugs,
-                   _str_list(path, "data.studies", data["studies"]), tuple(data["leave_out"]), cls, drg, iiv,
+                   _str_list(path, "data.studies", data["studies"]), leave_out, cls, drg, iiv,
                    {k: float(v) for k, v in par["deviations"].items()}, priors, pop["patients"], pop["seed"],
                    pop["stratified"], dict(mp), dict(nu))
 

@@ -31,6 +31,9 @@ from ..errors import InputError
 CHECKPOINT_DIR = ".checkpoint"
 LOCK_FILE = ".lock"
 JOB_FILE = "job.json"
+# what a job writes into its folder (names, and ppc_<drug>.png): only these are removed on a fresh start
+RESULT_FILES = ("fit.nc", "summary.csv", "targets.csv", "heldout.csv", "params.toml", "trace.png", "rank.png",
+                "pairs.png")
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> Path:
@@ -147,6 +150,9 @@ class JobDir:
             (self.out / JOB_FILE).unlink(missing_ok=True)  # never leave a finished marker on a running job
             return True
         (self.out / JOB_FILE).unlink(missing_ok=True)
+        for f in (self.out.iterdir() if self.out.is_dir() else ()):  # a fresh start: no result of an earlier run stays beside the new ones
+            if f.is_file() and (f.name in RESULT_FILES or (f.name.startswith("ppc_") and f.suffix == ".png")):
+                f.unlink()
         if self.ckpt.exists():
             for f in self.ckpt.iterdir():
                 f.unlink()
