@@ -107,6 +107,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                     help="studies evaluated side by side, each on about one core (default: 2, or 1 on a one-core "
                          "machine); use 1 for each of two fits run at the same time")
+    ap.add_argument("--class-params", default=",".join(CLASS),
+                    help="class-level parameters to fit (default: %(default)s)")
+    ap.add_argument("--drug-params", default=",".join(DRUG),
+                    help="drug-level parameters to fit, one value per drug (default: %(default)s)")
     ap.add_argument("--out", default="calibration/fits/map")
     ap.add_argument("--calibrated", default=None,
                     help="where to write the calibrated parameter set (default: data/calibrated/tce_map.json for the "
@@ -115,7 +119,9 @@ def main(argv=None):
     drugs = [d.strip() for d in a.drugs.split(",") if d.strip()]
     models = {d: load_card(d).model() for d in drugs}
     iiv = () if a.iiv.strip().lower() == "none" else tuple(k.strip() for k in a.iiv.split(",") if k.strip())
-    space = ParameterSpace(models, class_params=CLASS + iiv, drug_params=DRUG, deviations=DEVIATIONS)
+    cls = tuple(k.strip() for k in a.class_params.split(",") if k.strip())
+    drg = tuple(k.strip() for k in a.drug_params.split(",") if k.strip())
+    space = ParameterSpace(models, class_params=cls + iiv, drug_params=drg, deviations=DEVIATIONS)
     targets = load_targets()
     fit_targets = _leave_out(targets, a.leave_out) if a.leave_out else targets
     t0 = time.time()
