@@ -95,6 +95,15 @@ def b1(a):
         pk, th = peak_after(ts, il6, lo, hi)
         print(f"  dose {k + 1} (day {lo}): peak {pk:7.2f} pg/mL at {th:5.1f} h; IL-6 just before the next dose "
               f"{np.interp(hi - 1e-3, ts, il6):6.2f}")
+    full = sim(card, TEC_REG, ts)
+    print("typical patient's trimer budget (what caps the T-cell signal at the treatment dose, 168 h):")
+    for h in (72, 120, 168, 180, 216, 336):
+        print(f"  {h:3d} h: conc {np.interp(h / 24.0, ts, full['conc_ug_per_ml']):.2f} ug/mL, free drug "
+              f"{np.interp(h / 24.0, ts, full['free_drug_nM']):.2f} nM, target occupancy "
+              f"{np.interp(h / 24.0, ts, full['taa_occupancy']):.2f}, trimers per target cell "
+              f"{np.interp(h / 24.0, ts, full['trimers_per_target_cell']):.1f}, per T cell "
+              f"{np.interp(h / 24.0, ts, full['trimers_per_t_cell']):.1f}, tumour "
+              f"{np.interp(h / 24.0, ts, full['tumour_cells']):.0f} cells/uL")
     tr = trial(card, TEC_REG, patients=a.patients, seed=a.seed, days=21, outputs_per_day=24)
     ok = tr.ok
     p_any = np.nan_to_num(tr.crs["p_any"][ok], nan=0.0)
