@@ -179,13 +179,11 @@ def dose_table(card: DrugCard, doses: list[Dose], windows, ts, widx, res: Simula
 
 def plot_drug_run(run: DrugRun, path) -> None:
     """``timecourse.png``: PK, IL-6, blood T cells and target cells with dose markers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # outside pyplot: no backend switched for the caller
 
     tc = run.timecourse
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    fig = Figure(figsize=(11, 7))
+    axes = fig.subplots(2, 2, sharex=True)
     panels = [("conc_ug_per_ml", "drug (ug/mL)", True), ("il6_pg_per_ml", "IL-6 (pg/mL)", True),
               ("blood_t_cells_per_ul", "blood T cells (/uL)", False), (None, "target cells (/uL)", True)]
     dose_days = [d.time + 1.0 for d in drug_doses(run.regimen.in_unit("day"))]
@@ -208,4 +206,3 @@ def plot_drug_run(run: DrugRun, path) -> None:
     fig.suptitle(f"{run.card.name}: {run.regimen.name or 'regimen'}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -133,10 +133,8 @@ def diagnostic_figures(idata, targets: pd.DataFrame, class_vars: list[str], drug
     """``trace.png`` and ``rank.png`` (every free parameter, at most 16), ``pairs.png`` (the class parameters, at
     most 6; needs two), ``ppc_<drug>.png`` (observed vs predicted median and 90% interval per target)."""
     import arviz as az
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # ArviZ draws through pyplot; the figures are closed below, and the backend is
+    # left as the caller has it (switching it to Agg here would stop a notebook's inline figures)
 
     from ..calibrate.report import plot_fit
 

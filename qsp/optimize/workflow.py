@@ -36,12 +36,16 @@ def _csv(df: pd.DataFrame) -> bytes:
 
 
 def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
+
+
+def _figure(**kw):
+    """A figure outside pyplot (no backend switched, nothing left open in a notebook's pyplot state)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
 
 
 def pick(results: list[dict], top: int) -> list[dict]:
@@ -221,12 +225,8 @@ def _stratified(card, space, settings, subgroups, overall, overall_name, *, rule
 
 
 def _front_figure(table: pd.DataFrame, drug: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = _figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     ok = table.meets_constraints.to_numpy()
     ax.scatter(table.days_to_treatment_dose[~ok], table.crs_g2_stepup_pct[~ok], c="0.7", label="constraint missed")
     sc = ax.scatter(table.days_to_treatment_dose[ok], table.crs_g2_stepup_pct[ok], c=table.inpatient_days[ok],
@@ -249,12 +249,8 @@ def _front_figure(table: pd.DataFrame, drug: str):
 
 
 def _per_dose_figure(table: pd.DataFrame, point: list[dict], names: list[str], drug: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = _figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     idx = [0] + [i for i in np.argsort(table.crs_g2_stepup_pct.to_numpy()) if i != 0][:3]
     for j, i in enumerate(idx):
         g2 = point[i]["per_dose_g2_pct"]
@@ -270,14 +266,10 @@ def _per_dose_figure(table: pd.DataFrame, point: list[dict], names: list[str], d
 def _bands_figure(lab: dict, best: dict, lab_desc: str, best_desc: str, space: RegimenSpace, lab_c, best_c,
                   horizon: float, drug: str):
     """Serum concentration and IL-6, median and 5-95% of patients, label vs the best regimen, doses marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from ..premedication import drug_doses
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = _figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     units = {"conc_ug_per_ml": "serum concentration, ug/mL", "il6_pg_per_ml": "serum IL-6, pg/mL"}
     for ax, key in zip(axes, units):
         for m, c, desc, color in ((lab, lab_c, "label: " + lab_desc, "C3"), (best, best_c, "best: " + best_desc,
