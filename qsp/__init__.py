@@ -3,7 +3,8 @@
 Importing the package switches JAX to float64 (``jax_enable_x64``): the engine computes in double
 precision by default. ``QSP_COMPILE_CACHE=<folder>`` turns on JAX's persistent compilation cache there
 (programs that took over a second to compile are stored and reused by later processes on the same machine;
-the calibration scripts use it so that a re-run or a leave-one-out fit does not compile again). This module
+the calibration scripts use it so that a re-run or a leave-one-out fit does not compile again;
+:func:`enable_compile_cache` turns it on from code, and ``qsp calibrate`` does so by default). This module
 is the one place where process-wide JAX configuration is set.
 """
 
@@ -34,9 +35,32 @@ _ask_for_host_devices()
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
-if os.environ.get("QSP_COMPILE_CACHE"):
-    jax.config.update("jax_compilation_cache_dir", os.environ["QSP_COMPILE_CACHE"])
+
+
+def enable_compile_cache(folder: str | None = None) -> str | None:
+    """Turn on JAX's persistent compilation cache for this process and the processes it starts (the folder goes
+    into ``QSP_COMPILE_CACHE``, which child processes such as Dask workers read when they import qsp).
+
+    ``folder``: ``None`` keeps ``QSP_COMPILE_CACHE`` when set, else ``$XDG_CACHE_HOME/qsp-tce/jax``
+    (``~/.cache/qsp-tce/jax``); ``QSP_COMPILE_CACHE=none`` turns the cache off. Call it before anything is
+    compiled. Returns the folder, or ``None`` when off. ``qsp calibrate`` calls it, so that a resumed job, a
+    second job and every Dask worker reuse the study programs compiled once on the machine.
+    """
+    env = os.environ.get("QSP_COMPILE_CACHE", "")
+    if folder is None:
+        if env.lower() == "none":
+            return None
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = env or os.path.join(base, "qsp-tce", "jax")
+    os.makedirs(folder, exist_ok=True)
+    os.environ["QSP_COMPILE_CACHE"] = folder
+    jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return folder
+
+
+if os.environ.get("QSP_COMPILE_CACHE", "").lower() not in ("", "none"):
+    enable_compile_cache(os.environ["QSP_COMPILE_CACHE"])
 
 from .errors import InputError  # noqa: E402
 from .events import EventArrays, regimen_to_events, stack_events  # noqa: E402

@@ -29,7 +29,7 @@ and ends with the same numbers; a second process on the same --out is refused.
 Examples:
   qsp calibrate calibration/jobs/smoke.toml --out runs/smoke
   qsp calibrate calibration/jobs/smoke.toml --out runs/smoke --resume
-  qsp calibrate calibration/jobs/crs_nuts.toml --out runs/crs --workers 2
+  qsp calibrate calibration/jobs/joint_crs_nuts.toml --out runs/crs --workers 2
   qsp calibrate --list
   qsp calibrate --all --out runs
 """
@@ -102,8 +102,10 @@ def calibrate_command(
         echo_error(str(e))
         raise typer.Exit(EXIT_USAGE)
 
+    from .. import enable_compile_cache
     from ..jobs.runner import run_job
 
+    enable_compile_cache()  # a resumed job, the next job and the Dask workers reuse what this one compiles
     bars = sys.stderr.isatty() if progress is None else progress
     for s, d in targets:
         try:
