@@ -17,7 +17,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 def test_the_notebooks_exist():
     names = [p.stem for p in NOTEBOOKS]
-    assert names[:3] == ["01_quickstart", "02_nonmem_data", "03_virtual_trial"], names
+    assert names == ["01_quickstart", "02_nonmem_data", "03_virtual_trial", "04_calibration", "05_stepup_design",
+                     "06_new_molecule"], names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
