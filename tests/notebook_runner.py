@@ -1,0 +1,32 @@
+"""Execute one notebook in a fresh kernel and write the executed copy (used by ``tests/test_notebooks.py``, which
+runs several of these processes side by side).
+
+    python tests/notebook_runner.py IN.ipynb OUT.ipynb WORKDIR
+
+Exit code 0 when every cell ran; 1 with the error on stderr otherwise (the executed copy, with the error output,
+is written either way).
+"""
+from __future__ import annotations
+
+import sys
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+
+def main(src: str, dst: str, workdir: str) -> int:
+    nb = nbformat.read(src, as_version=4)
+    client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": workdir}})
+    rc = 0
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        sys.stderr.write(str(e)[-4000:])
+        rc = 1
+    nbformat.write(nb, dst)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))
