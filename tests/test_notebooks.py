@@ -24,7 +24,8 @@ RUNNER = Path(__file__).with_name("notebook_runner.py")
 
 def test_the_notebooks_exist():
     names = [p.stem for p in NOTEBOOKS]
-    assert names == ["01_quickstart", "02_nonmem_data", "03_virtual_trial", "05_stepup_design", "06_new_molecule"], names
+    assert names == ["01_quickstart", "02_nonmem_data", "03_virtual_trial", "04_calibration", "05_stepup_design",
+                     "06_new_molecule"], names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
