@@ -114,14 +114,15 @@ def main(argv=None):
     ap.add_argument("--out", default="calibration/fits/map")
     ap.add_argument("--calibrated", default=None,
                     help="where to write the calibrated parameter set (default: data/calibrated/tce_map.json for the "
-                         "full fit, none with --leave-out; 'none' to skip)")
+                         "full fit with the default drugs and parameters, else none; 'none' to skip)")
     a = ap.parse_args(argv)
     drugs = [d.strip() for d in a.drugs.split(",") if d.strip()]
     models = {d: load_card(d).model() for d in drugs}
     iiv = () if a.iiv.strip().lower() == "none" else tuple(k.strip() for k in a.iiv.split(",") if k.strip())
     cls = tuple(k.strip() for k in a.class_params.split(",") if k.strip())
     drg = tuple(k.strip() for k in a.drug_params.split(",") if k.strip())
-    space = ParameterSpace(models, class_params=cls + iiv, drug_params=drg, deviations=DEVIATIONS)
+    space = ParameterSpace(models, class_params=cls + iiv, drug_params=drg,
+                           deviations={k: v for k, v in DEVIATIONS.items() if k in cls})
     targets = load_targets()
     fit_targets = _leave_out(targets, a.leave_out) if a.leave_out else targets
     t0 = time.time()
@@ -141,7 +142,9 @@ def main(argv=None):
                   progress=lambda i, n, v: print(f"MAP start {i}/{n}: -log posterior {v:.2f} "
                                                  f"({time.time() - t0:.0f} s)", flush=True))
     files = write_fit(fit, a.out)
-    ship = a.calibrated or ("none" if a.leave_out else "data/calibrated/tce_map.json")
+    shipped_setup = (not a.leave_out and cls == CLASS and drg == DRUG and tuple(drugs) == DEFAULT_DRUGS)
+    # only the full fit with the shipped settings replaces the simulator's default parameters unless asked
+    ship = a.calibrated or ("data/calibrated/tce_map.json" if shipped_setup else "none")
     if ship != "none":
         files.append(write_calibrated(fit, ship, command="python calibration/fit_map.py " + " ".join(argv or sys.argv[1:])))
     if a.leave_out:  # the held-out targets, predicted by the parameters fitted without them

@@ -108,6 +108,9 @@ def _readme_pages(files, config, added: set) -> None:
                 figs = [d / f for f in ("pareto.png", "per_dose_crs.png", "bands.png") if (d / f).is_file()]
                 md += _gallery(f"{d.name}", figs, files, config, added)
         _add(files, config, page, content=md)
+    missing = [t for t, _ in sections if t not in used]
+    if missing:  # a new README section must be given a page (README_PAGES), not dropped
+        raise KeyError(f"README sections on no page: {missing} (docs/mkdocs_hooks.py README_PAGES)")
 
 
 def _job_results(files, config, added: set) -> str:

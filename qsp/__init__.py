@@ -52,7 +52,14 @@ def enable_compile_cache(folder: str | None = None) -> str | None:
             return None
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         folder = env or os.path.join(base, "qsp-tce", "jax")
-    os.makedirs(folder, exist_ok=True)
+    folder = os.path.abspath(os.path.expanduser(folder))  # workers in another directory find the same one
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:  # an unwritable cache is no reason to fail: compile as usual
+        import warnings
+
+        warnings.warn(f"compilation cache off: cannot create {folder} ({e})", stacklevel=2)
+        return None
     os.environ["QSP_COMPILE_CACHE"] = folder
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

@@ -12,7 +12,6 @@ import sys
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 
 
 def main(src: str, dst: str, workdir: str) -> int:
@@ -21,10 +20,11 @@ def main(src: str, dst: str, workdir: str) -> int:
     rc = 0
     try:
         client.execute()
-    except CellExecutionError as e:
-        sys.stderr.write(str(e)[-4000:])
+    except Exception as e:  # a cell error, a timeout or a dead kernel: reported, and the copy still written
+        sys.stderr.write(f"{type(e).__name__}: {str(e)[-4000:]}")
         rc = 1
-    nbformat.write(nb, dst)
+    finally:
+        nbformat.write(nb, dst)
     return rc
 
 

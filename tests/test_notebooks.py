@@ -8,6 +8,7 @@ side use the two cores of the CI machine better than one after the other."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,22 +46,36 @@ def executed(tmp_path_factory):
     if SHIPPED_CALIBRATED.is_file():  # what a user gets: the shipped calibrated parameters
         env["QSP_CALIBRATED"] = str(SHIPPED_CALIBRATED)
     workers = max(1, int(os.environ.get("QSP_NOTEBOOK_WORKERS", "2")))
+    deadline = time.perf_counter() + float(os.environ.get("QSP_NOTEBOOK_DEADLINE_S", "2400"))
     pending, running, done = list(NOTEBOOKS), {}, {}
+    try:
+        _run_all(pending, running, done, workers, deadline, out_dir, env)
+    finally:  # interrupted or failed: no runner (and its kernel) left behind
+        for proc, *_ in running.values():
+            os.killpg(proc.pid, signal.SIGKILL)  # the runner and the kernel it started (one process group)
+            proc.wait()
+    return done
+
+
+def _run_all(pending, running, done, workers, deadline, out_dir, env):
     while pending or running:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"notebooks still running past the deadline: {sorted(running)}")
         while pending and len(running) < workers:
             nb = pending.pop(0)
             work = out_dir / nb.stem
             work.mkdir()
             dst = out_dir / f"{nb.stem}.executed.ipynb"
-            proc = subprocess.Popen([sys.executable, str(RUNNER), str(nb), str(dst), str(work)], env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            running[nb.stem] = (proc, dst, time.perf_counter())
-        for name, (proc, dst, t0) in list(running.items()):
+            log = out_dir / f"{nb.stem}.stderr.txt"  # a file, not a pipe: a chatty kernel cannot fill it and block
+            with open(log, "w") as fh:
+                proc = subprocess.Popen([sys.executable, str(RUNNER), str(nb), str(dst), str(work)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True)
+            running[nb.stem] = (proc, dst, log, time.perf_counter())
+        for name, (proc, dst, log, t0) in list(running.items()):
             if proc.poll() is not None:
-                done[name] = (proc.returncode, dst, proc.stderr.read(), time.perf_counter() - t0)
+                done[name] = (proc.returncode, dst, log.read_text()[-6000:], time.perf_counter() - t0)
                 del running[name]
         time.sleep(0.5)
-    return done
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -133,7 +133,7 @@ def diagnostic_figures(idata, targets: pd.DataFrame, class_vars: list[str], drug
     """``trace.png`` and ``rank.png`` (every free parameter, at most 16), ``pairs.png`` (the class parameters, at
     most 6; needs two), ``ppc_<drug>.png`` (observed vs predicted median and 90% interval per target)."""
     import arviz as az
-    import matplotlib.pyplot as plt  # ArviZ draws through pyplot; the figures are closed below, and the backend is
+    import matplotlib.pyplot as plt  # ArviZ draws through pyplot; each figure is closed once saved (_png), and the backend is
     # left as the caller has it (switching it to Agg here would stop a notebook's inline figures)
 
     from ..calibrate.report import plot_fit
@@ -153,7 +153,6 @@ def diagnostic_figures(idata, targets: pd.DataFrame, class_vars: list[str], drug
         sub = targets[targets.drug == d]
         if len(sub):
             out[f"ppc_{d}.png"] = plot_fit(sub, d)
-    plt.close("all")
     return out
 
 
