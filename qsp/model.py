@@ -150,6 +150,9 @@ class Model:
         routes: route name -> :class:`DoseRoute`.
         cmt: NONMEM compartment number -> (state name, route used for F/lag when dosed there).
         mw_g_per_mol: molecular weight for molar conversion (None for mass-only models).
+        linear: the vector field is linear (affine) in the state with time-invariant coefficients; steady
+            states then come in closed form (:mod:`qsp.steady_state`). Checked by the tests.
+        aliases: other accepted names of parameters (NONMEM's ``F1`` for the depot's ``F``), alias -> name.
     """
 
     name: str
@@ -163,6 +166,8 @@ class Model:
     overrides: Mapping[str, float] = field(default_factory=dict)  # card values replacing component defaults
     override_sources: Mapping[str, str] = field(default_factory=dict)
     override_priors: Mapping[str, Prior] = field(default_factory=dict)  # card priors replacing the defaults
+    linear: bool = False
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         names = [s.name for c in self.components for s in c.states]
@@ -238,7 +243,7 @@ class Model:
         (:attr:`Param.domain`: positive, non-negative, fraction) raise InputError."""
         out = self.default_params()
         info = self.param_info
-        for k, v in {**(overrides or {}), **kw}.items():
+        for k, v in self.resolve_aliases({**(overrides or {}), **kw}).items():
             if k not in info:
                 raise InputError(f"unknown parameter {k!r} for model {self.name}; allowed: {', '.join(info)}",
                                  field="param")
@@ -246,6 +251,18 @@ class Model:
             if why is not None:
                 raise InputError(f"parameter {k} {why}", field="param")
             out[k] = float(v)
+        return out
+
+    def resolve_aliases(self, values: Mapping) -> dict:
+        """``values`` with alias names (:attr:`aliases`, e.g. NONMEM's ``F1``) replaced by the parameter names;
+        an alias given together with its parameter is refused."""
+        out = {}
+        for k, v in values.items():
+            name = self.aliases.get(k, k)
+            if name in out:
+                raise InputError(f"parameter {name} given twice (as {name} and as its alias "
+                                 f"{[a for a, n in self.aliases.items() if n == name][0]})", field="param")
+            out[name] = v
         return out
 
     # --- state packing -------------------------------------------------------------------------

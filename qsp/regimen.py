@@ -10,12 +10,24 @@ Routes
 ``IV_bolus``      instantaneous IV injection (an exact jump of the central amount)
 ``IV_infusion``   zero-order IV infusion over ``duration`` (needed)
 ``IV_continuous`` continuous IV infusion; the dose is a rate (``ug/day``) over ``duration``
-``SC``            subcutaneous injection into the absorption depot (bioavailability F, lag)
-``IP``            intraperitoneal injection into the peritoneal depot (where a model has one)
+``SC``            subcutaneous injection into the absorption depot (bioavailability F, lag); with a
+                  ``duration``, a zero-order input into the depot (NONMEM RATE > 0 into CMT 1)
+``IP``            intraperitoneal injection into the peritoneal depot (where a model has one; a
+                  ``duration`` makes it zero-order, as for SC)
 ``premed_dex``    dexamethasone premedication (mg) into the TCE model's DEX state
 
-Bioavailability and lag belong to the route and are model parameters (e.g. ``F`` and ``ALAG`` for SC);
-see :class:`qsp.model.DoseRoute`.
+Bioavailability and lag belong to the dosed compartment and are model parameters (``F``/``ALAG`` for the
+depot, NONMEM's ``F1``/``ALAG1``; ``F2``/``ALAG2`` for the central compartment); see
+:class:`qsp.model.DoseRoute`.
+
+Infusions and F (NONMEM's rules): ``keep="rate"`` (the default; NONMEM RATE > 0 and RATE = -1) keeps the
+rate ``amount/duration`` and lets F change the duration to ``F * duration``; ``keep="duration"`` (NONMEM
+RATE = -2, a modelled duration) keeps the duration and scales the rate by F.
+
+Steady state (NONMEM SS): ``ss=1`` resets the system and puts it in the periodic steady state of this dose
+repeated every ``ii`` (earlier doses still pending are cancelled); ``ss=2`` adds that steady state to the
+current state. With ``rate`` (and ``amount=0``, ``ii=0``) an ``ss`` dose is a constant infusion at steady
+state that keeps running. See :mod:`qsp.steady_state`.
 """
 
 from __future__ import annotations
@@ -29,7 +41,10 @@ from .errors import InputError
 from .units import Covariates, convert_dose, is_rate_unit, normalize_unit
 
 ROUTES = ("IV_bolus", "IV_infusion", "IV_continuous", "SC", "IP", "premed_dex")
-INFUSION_ROUTES = ("IV_infusion", "IV_continuous")
+INFUSION_ROUTES = ("IV_infusion", "IV_continuous")  # routes that need a duration (or an SS rate)
+ZERO_ORDER_ROUTES = INFUSION_ROUTES + ("SC", "IP")  # routes that take a duration (zero-order input)
+SS_MODES = (0, 1, 2)
+KEEP = ("rate", "duration")
 TIME_UNITS = {"h": 1.0 / 24.0, "day": 1.0}  # value: days per unit
 _ROUTE_ALIASES = {"iv": "IV_bolus", "iv_bolus": "IV_bolus", "bolus": "IV_bolus", "iv_infusion": "IV_infusion",
                   "infusion": "IV_infusion", "iv_continuous": "IV_continuous", "civ": "IV_continuous",
@@ -72,9 +87,16 @@ class Dose:
         route: one of :data:`ROUTES`.
         duration: infusion duration (needed for infusions, not allowed for SC/bolus).
         ii: interdose interval of repeats; ``addl``: number of additional doses (NONMEM II/ADDL).
-        cmt: explicit target compartment (model state name) overriding the route's default.
+        cmt: explicit target compartment (model state name) overriding the route's default; the
+            bioavailability and lag are those of that compartment.
         reset: reset the system to its initial state before this dose (NONMEM EVID 3/4).
         label: free text ("step-up dose 1").
+        ss: NONMEM SS: 0 none; 1 reset, then the periodic steady state of this dose every ``ii``; 2 that
+            steady state added to the current state. Repeats (``addl``) after it are ordinary doses.
+        keep: for an infusion with F != 1: ``"rate"`` (NONMEM RATE > 0 or -1: F changes the duration) or
+            ``"duration"`` (NONMEM RATE = -2: F changes the rate).
+        rate: constant-infusion steady state (NONMEM SS=1/2, AMT=0, RATE>0, II=0): the rate in ``unit`` per
+            regimen time unit; the infusion keeps running after this record (until a reset or SS=1 record).
     """
 
     time: float
@@ -87,6 +109,9 @@ class Dose:
     cmt: str | None = None
     reset: bool = False
     label: str = ""
+    ss: int = 0
+    keep: str = "rate"
+    rate: float | None = None
 
     def __post_init__(self):
         if not _finite(self.time):
@@ -97,11 +122,11 @@ class Dose:
         object.__setattr__(self, "route", normalize_route(self.route))
         if self.duration is not None and (not _finite(self.duration) or self.duration <= 0):
             raise InputError(f"infusion duration must be a positive number, got {self.duration!r}", field="duration")
-        if self.route in INFUSION_ROUTES and self.duration is None:
+        if self.route in INFUSION_ROUTES and self.duration is None and self.rate is None:
             raise InputError(f"route {self.route} needs an infusion duration", field="duration")
-        if self.route not in INFUSION_ROUTES and self.duration is not None:
-            raise InputError(f"route {self.route} takes no duration (use IV_infusion for an infusion)",
-                             field="duration")
+        if self.route not in ZERO_ORDER_ROUTES and self.duration is not None:
+            raise InputError(f"route {self.route} takes no duration (zero-order input: "
+                             f"{', '.join(ZERO_ORDER_ROUTES)})", field="duration")
         if is_rate_unit(self.unit) and self.route != "IV_continuous":
             raise InputError(f"a rate unit ({self.unit}) needs route IV_continuous, got {self.route}", field="unit")
         if not _finite(self.ii) or self.ii < 0:
@@ -113,15 +138,52 @@ class Dose:
             raise InputError("ADDL > 0 needs a positive II (interdose interval)", field="addl")
         if self.duration is not None and self.addl > 0 and self.duration > self.ii:
             raise InputError("infusion duration is longer than the interdose interval II", field="duration")
+        if self.keep not in KEEP:
+            raise InputError(f"unknown keep {self.keep!r}; allowed: {', '.join(KEEP)}", field="keep")
+        if isinstance(self.ss, bool) or not isinstance(self.ss, numbers.Integral) or int(self.ss) not in SS_MODES:
+            raise InputError(f"SS must be one of {', '.join(map(str, SS_MODES))}, got {self.ss!r}", field="ss")
+        object.__setattr__(self, "ss", int(self.ss))
+        if self.rate is not None:
+            if not _finite(self.rate) or self.rate <= 0:
+                raise InputError(f"a constant-infusion rate must be a positive number, got {self.rate!r}",
+                                 field="rate")
+            if self.ss == 0:
+                raise InputError("a rate without a duration is a steady-state constant infusion: it needs SS=1 "
+                                 "or SS=2 (else give amount and duration)", field="rate")
+            if self.amount != 0 or self.duration is not None or self.ii != 0 or self.addl != 0:
+                raise InputError("a steady-state constant infusion (rate given) takes amount 0, no duration, "
+                                 "II 0 and ADDL 0", field="addl" if self.addl else "rate")
+            if self.route not in ZERO_ORDER_ROUTES:
+                raise InputError(f"route {self.route} takes no infusion; allowed: {', '.join(ZERO_ORDER_ROUTES)}",
+                                 field="route")
+            if is_rate_unit(self.unit):
+                raise InputError(f"give a constant infusion's rate in an amount unit per time unit, not "
+                                 f"{self.unit}", field="unit")
+        elif self.ss:
+            if self.duration is not None and self.addl > 0:
+                raise InputError("a steady-state infusion takes no ADDL (NONMEM: ADDL must be 0 for steady-state "
+                                 "infusions); give the following doses as their own records", field="addl")
+            if not self.ii > 0:
+                raise InputError(f"a steady-state dose (SS={self.ss}) needs a positive II (interdose interval), "
+                                 f"got {self.ii:g}", field="ii")
+            if not self.amount > 0:
+                raise InputError(f"a steady-state dose (SS={self.ss}) needs a positive amount", field="amount")
 
     @property
     def is_infusion(self) -> bool:
-        return self.route in INFUSION_ROUTES
+        """A zero-order input: a duration, or a steady-state constant-infusion rate."""
+        return self.duration is not None or self.rate is not None
 
     def repeats(self) -> list["Dose"]:
-        """This dose and its ``addl`` repeats every ``ii``, as single doses."""
-        base = replace(self, ii=0.0, addl=0)
-        return [replace(base, time=self.time + k * self.ii) for k in range(self.addl + 1)]
+        """This dose and its ``addl`` repeats every ``ii``, as single doses.
+
+        The first keeps its ``ss`` (and its ``ii``, the steady state's period); the repeats are ordinary doses.
+        """
+        first = self if self.ss else replace(self, ii=0.0, addl=0)
+        if self.addl == 0:
+            return [first]
+        base = replace(self, ii=0.0, addl=0, ss=0)
+        return [replace(first, addl=0)] + [replace(base, time=self.time + k * self.ii) for k in range(1, self.addl + 1)]
 
 
 @dataclass(frozen=True)
@@ -177,7 +239,8 @@ class Regimen:
         f = time_factor(self.time_unit, time_unit)
         if f == 1.0:
             return self
-        conv = [replace(d, time=d.time * f, ii=d.ii * f, duration=None if d.duration is None else d.duration * f)
+        conv = [replace(d, time=d.time * f, ii=d.ii * f, duration=None if d.duration is None else d.duration * f,
+                        rate=None if d.rate is None else d.rate / f)
                 for d in self.doses]
         return Regimen(tuple(conv), time_unit, self.name)
 
@@ -212,5 +275,10 @@ class Regimen:
         for d in self.doses:
             rep = f" x{d.addl + 1} q{d.ii:g}{self.time_unit}" if d.addl else ""
             inf = f" over {d.duration:g}{self.time_unit}" if d.duration else ""
-            parts.append(f"t={d.time:g}{self.time_unit}: {d.amount:g} {d.unit} {d.route}{inf}{rep}")
+            ss = f" SS{d.ss} q{d.ii:g}{self.time_unit}" if d.ss and d.rate is None else ""
+            if d.rate is not None:
+                parts.append(f"t={d.time:g}{self.time_unit}: {d.rate:g} {d.unit}/{self.time_unit} {d.route} "
+                             f"constant infusion at steady state (SS{d.ss})")
+                continue
+            parts.append(f"t={d.time:g}{self.time_unit}: {d.amount:g} {d.unit} {d.route}{inf}{rep}{ss}")
         return "; ".join(parts)

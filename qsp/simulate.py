@@ -54,8 +54,13 @@ ADJOINTS = ("reverse", "forward")
 STATUS_OK = 0
 STATUS_SOLVER_FAILED = 1  # the solver reported max_steps / dt_min or another failure
 STATUS_NONFINITE = 2  # non-finite states in the output
+STATUS_SS_FAILED = 3  # a steady-state record did not converge within SolverConfig.ss_max_intervals
+STATUS_SS_TAILS = 4  # a steady-state record's lag + duration reaches past the compiled earlier doses
 STATUS_TEXT = {STATUS_OK: "ok", STATUS_SOLVER_FAILED: "solver failed (max steps or step-size underflow)",
-               STATUS_NONFINITE: "non-finite state"}
+               STATUS_NONFINITE: "non-finite state",
+               STATUS_SS_FAILED: "steady state not reached within ss_max_intervals dosing intervals",
+               STATUS_SS_TAILS: "steady-state dose: lag + infusion duration longer than the intervals covered"}
+SS_METHODS = ("auto", "closed_form", "iterate")
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,11 @@ class SolverConfig:
     # derivatives through the solver: "reverse" (jax.grad; diffrax's recursive checkpointing) or "forward"
     # (jax.jvp / jax.jacfwd; diffrax.ForwardMode, cheaper for a few inputs, e.g. the optimizer's step doses)
     adjoint: str = "reverse"
+    # steady-state records (qsp.steady_state): "auto" = closed form for linear models, else iteration
+    ss_method: str = "auto"
+    ss_rtol: float = 1e-8
+    ss_atol: float = 1e-10
+    ss_max_intervals: int = 1000
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -84,6 +94,12 @@ class SolverConfig:
             raise InputError(f"unknown integration loop {self.loop!r}; allowed: {', '.join(LOOPS)}", field="loop")
         if self.adjoint not in ADJOINTS:
             raise InputError(f"unknown adjoint {self.adjoint!r}; allowed: {', '.join(ADJOINTS)}", field="adjoint")
+        if self.ss_method not in SS_METHODS:
+            raise InputError(f"unknown steady-state method {self.ss_method!r}; allowed: {', '.join(SS_METHODS)}",
+                             field="ss_method")
+        if not (isinstance(self.ss_max_intervals, int) and self.ss_max_intervals > 0):
+            raise InputError(f"ss_max_intervals must be a positive integer, got {self.ss_max_intervals!r}",
+                             field="ss_max_intervals")
         if not (isinstance(self.max_steps, int) and self.max_steps > 0):
             raise InputError(f"max_steps must be a positive integer, got {self.max_steps!r}", field="max_steps")
 
@@ -96,11 +112,51 @@ def solver_adjoint(cfg: SolverConfig):
 
 
 def _route_vectors(model: Model, p: Mapping):
-    """Bioavailability and lag per route, in the order of ``model.route_names``."""
+    """Bioavailability and lag per route, in the order of ``model.route_names``, plus a last entry (F 1, lag 0)
+    for a compartment dosed by no route (see :func:`qsp.events._route_and_state`)."""
     one, zero = jnp.asarray(1.0), jnp.asarray(0.0)
-    f = jnp.stack([p[r.f_param] if r.f_param else one for r in model.routes.values()])
-    lag = jnp.stack([p[r.lag_param] if r.lag_param else zero for r in model.routes.values()])
+    info = model.param_info
+
+    def value(name, fallback):  # a parameter set from before F2/ALAG2 existed: the model's default (1, 0)
+        if not name:
+            return fallback
+        return jnp.asarray(p[name] if name in p else info[name].value, dtype=float)
+
+    f = jnp.stack([value(r.f_param, one) for r in model.routes.values()] + [one])
+    lag = jnp.stack([value(r.lag_param, zero) for r in model.routes.values()] + [zero])
     return f, lag
+
+
+def dose_inputs(model: Model, p: Mapping, ev: EventArrays):
+    """Event times and amounts after F, lag, NONMEM's F-with-infusion rules and the dose windows.
+
+    Returns ``(jt, jamt, i0, i1, irate)``: jump times (lagged; a reset or SS record at its own time) and
+    amounts (times F), infusion start/stop and rate. Infusions with ``keep_rate`` keep ``R = D / d`` and last
+    ``F d``; the others last ``d`` at ``F D / d``; a constant infusion (``d = inf``) runs at its rate ``D``.
+    Doses entering outside ``[from, until)`` are dropped and infusions are clipped to it (NONMEM: a reset or SS=1
+    record cancels what is pending); dropped events sit at ``+inf``.
+    """
+    big = jnp.inf
+    f_route, lag_route = _route_vectors(model, p)
+    setter = ev.jump_reset | (ev.jump_ss >= 0)
+    jt = ev.jump_time + jnp.where(setter, 0.0, lag_route[ev.jump_route])
+    keep_j = ev.jump_mask & (setter | ((jt >= ev.jump_from) & (jt < ev.jump_until)))
+    jt = jnp.where(keep_j, jt, big)
+    jamt = jnp.where(keep_j & ~setter, ev.jump_amount * f_route[ev.jump_route], 0.0)
+    f_i = f_route[ev.inf_route]
+    const = jnp.isinf(ev.inf_duration)
+    dur = jnp.where(const, 1.0, ev.inf_duration)
+    d_eff = jnp.where(ev.inf_keep_rate, dur * f_i, dur)
+    rate = jnp.where(const, ev.inf_amount, jnp.where(ev.inf_keep_rate, ev.inf_amount / dur, ev.inf_amount * f_i / dur))
+    start = ev.inf_start + lag_route[ev.inf_route]
+    stop = jnp.where(const, big, start + d_eff)
+    a = jnp.maximum(start, ev.inf_from)
+    b = jnp.minimum(stop, ev.inf_until)
+    keep_i = ev.inf_mask & (b > a)
+    i0 = jnp.where(keep_i, a, big)
+    i1 = jnp.where(keep_i, b, big)
+    irate = jnp.where(keep_i, rate, 0.0)
+    return jt, jamt, i0, i1, irate
 
 
 def solve_events(model: Model, cfg: SolverConfig, params: Mapping, ev: EventArrays, ts, ts_left=None):
@@ -113,10 +169,11 @@ def solve_events(model: Model, cfg: SolverConfig, params: Mapping, ev: EventArra
         ts_left: optional bool (n,): take the left limit (pre-dose value) at event times.
 
     Returns:
-        ``(ys, status, n_steps)``: states at ``ts`` (n, n_states), int status, total accepted steps.
+        ``(ys, status, n_steps, ss_intervals)``: states at ``ts`` (n, n_states), int status, total accepted
+        steps, dosing intervals iterated for steady-state records (0: none, or in closed form).
     """
     sol = solve_events_windows(model, cfg, params, ev, ts, ts_left, seg_points=0)
-    return sol.ys, sol.status, sol.n_steps
+    return sol.ys, sol.status, sol.n_steps, sol.ss_intervals
 
 
 class WindowSolution(NamedTuple):
@@ -133,6 +190,7 @@ class WindowSolution(NamedTuple):
     n_steps: jnp.ndarray
     seg_t: jnp.ndarray
     seg_y: jnp.ndarray  # (n_seg, K, n_states), or (n_seg, K, ...) of seg_fn's values
+    ss_intervals: jnp.ndarray = 0  # dosing intervals iterated for steady-state records (0: none or closed form)
 
 
 def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: EventArrays, ts, ts_left=None, *,
@@ -150,27 +208,25 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
 
         return solve_events_whole(model, cfg, params, ev, ts, ts_left, seg_points=seg_points, seg_fn=seg_fn)
     p = {k: jnp.asarray(v, dtype=float) for k, v in params.items()}
+    ev = EventArrays(*[jnp.asarray(a) for a in ev])  # (numpy arrays when called outside jit)
     ts = jnp.asarray(ts, dtype=float)
     ts_left = jnp.zeros(ts.shape, bool) if ts_left is None else jnp.asarray(ts_left, bool)
     n_states = len(model.state_names)
-    f_route, lag_route = _route_vectors(model, p)
     big = jnp.inf
 
-    # Jumps and infusion boundaries, with lags and bioavailability applied. A reset happens at its record
-    # time (NONMEM EVID 3/4): the route lag delays the dose that comes with it, not the reset.
-    jt = jnp.where(ev.jump_mask, ev.jump_time + jnp.where(ev.jump_reset, 0.0, lag_route[ev.jump_route]), big)
-    jamt = jnp.where(ev.jump_mask, ev.jump_amount * f_route[ev.jump_route], 0.0)
-    i0 = jnp.where(ev.inf_mask, ev.inf_start + lag_route[ev.inf_route], big)
-    i1 = jnp.where(ev.inf_mask, i0 + ev.inf_duration, big)
-    irate = jnp.where(ev.inf_mask, ev.inf_amount * f_route[ev.inf_route] / ev.inf_duration, 0.0)
+    # Jumps and infusion boundaries, with lags, bioavailability and NONMEM's rules applied (dose_inputs). A reset
+    # or an SS record happens at its record time (NONMEM EVID 3/4, SS): the route lag delays its dose, not it.
+    jt, jamt, i0, i1, irate = dose_inputs(model, p, ev)
+    has_ss = ev.ss_mode.shape[-1] > 0  # static: regimens without SS records compile no steady-state code
 
     nj, ni = jt.shape[0], i0.shape[0]
     bp = jnp.concatenate([jt, i0, i1])
     b_amt = jnp.concatenate([jamt, jnp.zeros(2 * ni)])
     b_state = jnp.concatenate([ev.jump_state, jnp.zeros(2 * ni, jnp.int32)])
     b_reset = jnp.concatenate([ev.jump_reset & ev.jump_mask, jnp.zeros(2 * ni, bool)])
-    order = jnp.argsort(bp)
-    bp, b_amt, b_state, b_reset = bp[order], b_amt[order], b_state[order], b_reset[order]
+    b_ss = jnp.concatenate([jnp.where(ev.jump_mask, ev.jump_ss, -1), jnp.full(2 * ni, -1, jnp.int32)])
+    order = jnp.argsort(bp, stable=True)
+    bp, b_amt, b_state, b_reset, b_ss = bp[order], b_amt[order], b_state[order], b_reset[order], b_ss[order]
 
     t_start = jnp.minimum(ts[0], bp[0])
     t_end = ts[-1]
@@ -180,6 +236,7 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
     seg_amt = jnp.concatenate([jnp.zeros(1), b_amt])
     seg_state = jnp.concatenate([jnp.zeros(1, jnp.int32), b_state])
     seg_reset = jnp.concatenate([jnp.zeros(1, bool), b_reset])
+    seg_ss = jnp.concatenate([jnp.full(1, -1, jnp.int32), b_ss])
     seg_valid = jnp.concatenate([jnp.ones(1, bool), bp <= t_end])
     mid = 0.5 * (lo + hi)
     active = (i0[None, :] <= mid[:, None]) & (mid[:, None] < i1[None, :])
@@ -197,11 +254,19 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
     controller = diffrax.PIDController(rtol=cfg.rtol, atol=cfg.atol, dtmin=cfg.dtmin)
     term = diffrax.ODETerm(model.vector_field)
     frac = jnp.linspace(0.0, 1.0, seg_points) if seg_points else None
+    status0, ss_intervals = jnp.asarray(STATUS_OK), jnp.asarray(0)
+    if has_ss:
+        y_ss, ss_intervals, status0 = _steady_states(model, cfg, p, ev, y0, term, solver, controller)
 
     def segment(carry, xs):
         y, out, status, steps = carry
-        k, a, b, amt, st, rs, valid, rate = xs
+        k, a, b, amt, st, rs, valid, rate, ssi = xs
         y = jnp.where(rs & valid, y0, y)
+        if has_ss:  # SS=1: the steady state; SS=2: its departure from the initial state added
+            i = jnp.clip(ssi, 0, None)
+            on = valid & (ssi >= 0)
+            mode = ev.ss_mode[i]
+            y = jnp.where(on & (mode == 1), y_ss[i], jnp.where(on & (mode == 2), y + y_ss[i] - y0, y))
         y = y.at[st].add(jnp.where(valid, amt, 0.0))
         subs = [diffrax.SubSaveAt(t1=True), diffrax.SubSaveAt(ts=jnp.clip(ts, a, b))]
         if seg_points:
@@ -221,13 +286,46 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
         return (y_end, out, status, steps), seg
 
     n_seg = lo.shape[0]
-    xs = (jnp.arange(n_seg), lo, hi, seg_amt, seg_state, seg_reset, seg_valid, seg_rate)
+    xs = (jnp.arange(n_seg), lo, hi, seg_amt, seg_state, seg_reset, seg_valid, seg_rate, seg_ss)
     out0 = jnp.zeros((ts.shape[0], n_states))
-    init = (y0, out0, jnp.asarray(STATUS_OK), jnp.asarray(0))
+    init = (y0, out0, status0, jnp.asarray(0))
     (y_final, out, status, steps), (seg_t, seg_y) = jax.lax.scan(segment, init, xs)
     finite = jnp.all(jnp.isfinite(out)) & jnp.all(jnp.isfinite(seg_y))
     status = jnp.where((status == STATUS_OK) & ~finite, STATUS_NONFINITE, status)
-    return WindowSolution(out, status, steps, seg_t, seg_y)
+    return WindowSolution(out, status, steps, seg_t, seg_y, ss_intervals)
+
+
+def _steady_states(model: Model, cfg: SolverConfig, p: Mapping, ev: EventArrays, y0, term, solver, controller):
+    """Each SS record's state (:mod:`qsp.steady_state`): ``(y_ss (n_ss, n_states), intervals, status)``.
+
+    ``intervals`` is the largest number of dosing intervals iterated over the records (0: closed form)."""
+    from . import steady_state as ssm
+    from .events import SS_TAILS_EXTRA
+
+    f_route, lag_route = _route_vectors(model, p)
+    closed = cfg.ss_method == "closed_form" or (cfg.ss_method == "auto" and model.linear)
+    settings = ssm.SteadyStateSettings(cfg.ss_rtol, cfg.ss_atol, cfg.ss_max_intervals)
+    # the record's own time, for a model with a clock: the set jump of record k
+    n_ss = ev.ss_mode.shape[-1]
+    is_set = ev.jump_mask & (ev.jump_ss >= 0)
+    t_rec = jnp.zeros(n_ss).at[jnp.where(is_set, ev.jump_ss, n_ss)].set(ev.jump_time, mode="drop")
+
+    def one(k):
+        row = dict(ii=ev.ss_ii[k], amount=ev.ss_amount[k], duration=ev.ss_duration[k], keep_rate=ev.ss_keep_rate[k],
+                   state=ev.ss_state[k])
+        f, lag = f_route[ev.ss_route[k]], lag_route[ev.ss_route[k]]
+        inp = ssm.periodic_input(model, row, f, lag)
+        tail = ssm.uncovered_tail(inp, row["duration"], f, lag, row["keep_rate"], SS_TAILS_EXTRA)
+        if closed:
+            y, n, ok = ssm.closed_form(model, p, y0, inp, t_rec[k]), jnp.asarray(0), jnp.asarray(True)
+        else:
+            y, n, ok = ssm.iterate(model, p, y0, inp, t_rec[k], term, solver, controller, cfg.max_steps,
+                                   solver_adjoint(cfg), settings)
+        st = jnp.where(~ok, STATUS_SS_FAILED, jnp.where(tail, STATUS_SS_TAILS, STATUS_OK))
+        return y, n, jnp.where(ev.ss_mask[k], st, STATUS_OK)
+
+    ys, ns, sts = jax.vmap(one)(jnp.arange(ev.ss_mode.shape[-1]))
+    return ys, jnp.max(jnp.where(ev.ss_mask, ns, 0)), jnp.max(sts)
 
 
 def _outputs_at(model: Model, params: Mapping, ts, ys):
@@ -236,13 +334,13 @@ def _outputs_at(model: Model, params: Mapping, ts, ys):
 
 
 def _run_one(model, cfg, params, ev, ts, ts_left):
-    ys, status, steps = solve_events(model, cfg, params, ev, ts, ts_left)
-    return ys, _outputs_at(model, params, ts, ys), status, steps
+    ys, status, steps, ss_n = solve_events(model, cfg, params, ev, ts, ts_left)
+    return ys, _outputs_at(model, params, ts, ys), status, steps, ss_n
 
 
 @functools.lru_cache(maxsize=64)
 def compiled(model: Model, cfg: SolverConfig, batched: bool):
-    """A jitted ``(params, events, ts, ts_left) -> (states, outputs, status, steps)`` for this model.
+    """A jitted ``(params, events, ts, ts_left) -> (states, outputs, status, steps, ss_intervals)`` for this model.
 
     With ``batched=True`` every argument carries a leading patient axis (``ts`` too).
     """
@@ -266,6 +364,7 @@ class SimulationResult:
     states: dict[str, np.ndarray]
     status: np.ndarray
     n_steps: np.ndarray
+    ss_intervals: np.ndarray | int = 0  # dosing intervals iterated for steady-state records (0: closed form/none)
 
     @property
     def batched(self) -> bool:
@@ -321,7 +420,8 @@ def _as_ts(times) -> np.ndarray:
 def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, params: Mapping | None = None, *,
              covariates: Covariates | Sequence[Covariates] | None = None, times_left=None,
              solver: str = "tsit5", rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 4096,
-             loop: str = "segments") -> SimulationResult:
+             loop: str = "segments", ss_method: str = "auto", ss_rtol: float = 1e-8, ss_atol: float = 1e-10,
+             ss_max_intervals: int = 1000) -> SimulationResult:
     """Simulate one patient, or a batch.
 
     Args:
@@ -337,11 +437,15 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
         loop: :data:`LOOPS`: ``segments`` (one solve per segment between events) or ``whole`` (one solve per
             patient over its horizon, :mod:`qsp.whole_horizon`); a regimen with resets (EVID 3/4) always
             takes the segmented loop.
+        ss_method, ss_rtol, ss_atol, ss_max_intervals: steady-state records (:mod:`qsp.steady_state`):
+            ``auto`` (closed form for linear models, else iteration), ``closed_form`` or ``iterate``, and the
+            iteration's tolerances and limit.
 
     Returns:
         :class:`SimulationResult`.
     """
-    cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps, loop=loop)
+    cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps, loop=loop, ss_method=ss_method,
+                       ss_rtol=ss_rtol, ss_atol=ss_atol, ss_max_intervals=ss_max_intervals)
     ts = _as_ts(times)
     params = dict(params or {})
     scalar_over = {k: v for k, v in params.items() if np.ndim(v) == 0}
@@ -359,8 +463,7 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
         ev = regimen if isinstance(regimen, EventArrays) else regimen_to_events(model, regimen, covariates)
         left = np.zeros(ts.shape, bool) if times_left is None else np.asarray(times_left, bool)
         fn = compiled(model, _loop_for(cfg, ev), False)
-        ys, outs, status, steps = fn(base, ev, ts, left)
-        return _result(model, ts, ys, outs, status, steps)
+        return _result(model, ts, *fn(base, ev, ts, left))
 
     n = _batch_size(regimen, arr_over, ts, covariates)
     regs = list(regimen) if _is_regimen_list(regimen) else [regimen] * n
@@ -375,12 +478,12 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
     left = np.zeros(tsb.shape, bool) if times_left is None else np.broadcast_to(np.asarray(times_left, bool),
                                                                                  tsb.shape).copy()
     fn = compiled(model, _loop_for(cfg, ev), True)
-    ys, outs, status, steps = fn(pb, ev, tsb, left)
-    return _result(model, ts, ys, outs, status, steps)
+    return _result(model, ts, *fn(pb, ev, tsb, left))
 
 
 def _loop_for(cfg: SolverConfig, ev: EventArrays) -> SolverConfig:
-    """The segmented loop for events with a reset (the whole-horizon loop cannot restart the system)."""
+    """The segmented loop for events with a reset or a steady-state record (the whole-horizon loop cannot
+    restart or set the system)."""
     from dataclasses import replace
 
     from .whole_horizon import has_resets
@@ -411,8 +514,9 @@ def _batch_size(regimen, arr_over, ts, covariates) -> int:
     return sizes.pop()
 
 
-def _result(model, ts, ys, outs, status, steps) -> SimulationResult:
+def _result(model, ts, ys, outs, status, steps, ss_n) -> SimulationResult:
     ys = np.asarray(ys)
     states = {n: ys[..., i] for i, n in enumerate(model.state_names)}
     return SimulationResult(model=model, times=ts, outputs={k: np.asarray(v) for k, v in outs.items()},
-                            states=states, status=np.asarray(status), n_steps=np.asarray(steps))
+                            states=states, status=np.asarray(status), n_steps=np.asarray(steps),
+                            ss_intervals=np.asarray(ss_n))

@@ -18,7 +18,7 @@ from .components.ada import ADA
 from .components.binding import BindingFull, BindingQE
 from .components.crs_link import CRSLink
 from .components.cytokines import Cytokines
-from .components.pk import Depot, LinearDisposition
+from .components.pk import CentralDosing, Depot, LinearDisposition
 from .components.targets import TARGET_STATES, TargetCells
 from .components.tcells import T_STATES, TCells
 from .errors import InputError
@@ -71,16 +71,18 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
     comps: list[Component] = [
         Depot("depot", time_unit="day"),
         LinearDisposition(n_cmt, time_varying=time_varying_cl, time_unit="day", amount_unit="nmol"),
+        CentralDosing(time_unit="day"),
     ]
     bkw = dict(t_states=T_STATES, target_states=TARGET_STATES, v1_name=v1_name)
     comps.append(BindingQE(**bkw) if binding == "qe" else BindingFull(**bkw))
     comps += [TCells(), TargetCells(), Cytokines(il6_state=il6_state), ADA(),
               DrugOutputs(mw_g_per_mol, src.get("MW", "data/drugs.csv")), CRSLink()]
     routes = {"SC": DoseRoute("depot", "F", "ALAG"), "IP": DoseRoute("depot", "F", "ALAG"),
-              "IV_bolus": DoseRoute("central"), "IV_infusion": DoseRoute("central"),
-              "IV_continuous": DoseRoute("central"), "premed_dex": DoseRoute("DEX")}
+              "IV_bolus": DoseRoute("central", "F2", "ALAG2"), "IV_infusion": DoseRoute("central", "F2", "ALAG2"),
+              "IV_continuous": DoseRoute("central", "F2", "ALAG2"), "premed_dex": DoseRoute("DEX")}
     model = Model(name=name, components=tuple(comps), time_unit="day", amount_unit="nmol", routes=routes,
                   cmt={1: ("depot", "SC"), 2: ("central", "IV_bolus")}, mw_g_per_mol=mw_g_per_mol,
+                  aliases={"F1": "F", "ALAG1": "ALAG"},
                   description=description)
     # The drug's values (a card's [params] and [crs]) replace the component defaults, with their sources.
     info = model.param_info

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .crs import CRS_DEFAULTS, crs_params, crs_per_dose
 from .errors import InputError
-from .events import EventArrays, regimen_to_events
+from .events import EventArrays, group_sizes, pad_events, regimen_to_events
 from .model import Model
 from .population import VirtualPopulation
 from .premedication import drug_doses, with_premedication
@@ -112,20 +112,10 @@ def population_events(model: Model, regimen: Regimen, pop: VirtualPopulation, re
         ew = regimen_to_events(model, reg, Covariates(weight_kg=2 * w_ref, bsa_m2=bsa_ref))
         eb = regimen_to_events(model, reg, Covariates(weight_kg=w_ref, bsa_m2=2 * bsa_ref))
         variants.append((e0, ew, eb))
-    nj = max(v[0].n_jumps for v in variants)
-    ni = max(v[0].n_infusions for v in variants)
-    fills = dict(jump_time=0.0, jump_amount=0.0, jump_state=0, jump_route=0, jump_reset=False, jump_mask=False,
-                 inf_start=0.0, inf_duration=1.0, inf_amount=0.0, inf_state=0, inf_route=0, inf_mask=False)
+    sizes = group_sizes([v[0] for v in variants])
 
     def padded(e: EventArrays) -> dict:
-        out = {}
-        for name in EventArrays._fields:
-            a = getattr(e, name)
-            n = nj if name.startswith("jump") else ni
-            b = np.full(n, fills[name], dtype=a.dtype)
-            b[: a.shape[0]] = a
-            out[name] = b
-        return out
+        return pad_events(e, sizes)._asdict()
 
     def slope(x0, x1):
         return np.where(x0 != 0, x1 / np.where(x0 != 0, x0, 1.0) - 1.0, 0.0)

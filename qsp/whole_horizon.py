@@ -42,8 +42,9 @@ from .model import Model
 
 
 def has_resets(ev: EventArrays) -> bool:
-    """Whether any (unmasked) event is a reset: those regimens need the segmented path."""
-    return bool(np.any(np.asarray(ev.jump_reset) & np.asarray(ev.jump_mask)))
+    """Whether any (unmasked) event is a reset or a steady-state record: those regimens need the segmented path."""
+    sets = np.asarray(ev.jump_reset) | (np.asarray(ev.jump_ss) >= 0)
+    return bool(np.any(sets & np.asarray(ev.jump_mask)))
 
 
 class OffsetScaledController(diffrax.AbstractAdaptiveStepSizeController):
@@ -89,21 +90,16 @@ def solve_events_whole(model: Model, cfg, params: Mapping, ev: EventArrays, ts, 
     sampled at ``seg_points`` evenly spaced points (right-continuous at its start, left limit at its end).
     Regimens with resets are not supported here (:func:`has_resets`).
     """
-    from .simulate import (SOLVERS, STATUS_NONFINITE, STATUS_OK, STATUS_SOLVER_FAILED, WindowSolution, _route_vectors,
+    from .simulate import (SOLVERS, STATUS_NONFINITE, STATUS_OK, STATUS_SOLVER_FAILED, WindowSolution, dose_inputs,
                            solver_adjoint)
 
     p = {k: jnp.asarray(v, dtype=float) for k, v in params.items()}
     ts = jnp.asarray(ts, dtype=float)
     ts_left = jnp.zeros(ts.shape, bool) if ts_left is None else jnp.asarray(ts_left, bool)
     n_states = len(model.state_names)
-    f_route, lag_route = _route_vectors(model, p)
     big = jnp.inf
 
-    jt = jnp.where(ev.jump_mask, ev.jump_time + lag_route[ev.jump_route], big)
-    jamt = jnp.where(ev.jump_mask, ev.jump_amount * f_route[ev.jump_route], 0.0)
-    i0 = jnp.where(ev.inf_mask, ev.inf_start + lag_route[ev.inf_route], big)
-    i1 = jnp.where(ev.inf_mask, i0 + ev.inf_duration, big)
-    irate = jnp.where(ev.inf_mask, ev.inf_amount * f_route[ev.inf_route] / ev.inf_duration, 0.0)
+    jt, jamt, i0, i1, irate = dose_inputs(model, p, ev)
     ni = i0.shape[0]
     bp = jnp.concatenate([jt, i0, i1])
     b_amt = jnp.concatenate([jamt, jnp.zeros(2 * ni)])
@@ -167,7 +163,7 @@ def solve_events_whole(model: Model, cfg, params: Mapping, ev: EventArrays, ts, 
         seg_t, seg_y = jnp.zeros((n_seg, 0)), jnp.zeros((n_seg, 0))
     # a reset cannot be an offset: flag the patient rather than return a silently wrong solution (callers pick
     # the segmented path for such regimens: has_resets)
-    failed = (sol.result != diffrax.RESULTS.successful) | jnp.any(ev.jump_reset & ev.jump_mask)
+    failed = (sol.result != diffrax.RESULTS.successful) | jnp.any((ev.jump_reset | (ev.jump_ss >= 0)) & ev.jump_mask)
     status = jnp.where(failed, STATUS_SOLVER_FAILED, STATUS_OK)
     finite = jnp.all(jnp.isfinite(out)) & jnp.all(jnp.isfinite(seg_y))
     status = jnp.where((status == STATUS_OK) & ~finite, STATUS_NONFINITE, status)

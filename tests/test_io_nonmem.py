@@ -250,7 +250,6 @@ ROW_ERRORS = [
     (OBS + "1,1,5,1,2,-3,.,.,1,.\n", 2, "RATE", "negative RATE=-3"),
     (OBS + "1,1,5,1,2,-1,.,.,1,.\n", 2, "RATE", "R2"),
     (OBS + "1,1,5,1,2,-2,.,.,1,.\n", 2, "RATE", "D2"),
-    (OBS + "1,1,5,1,1,10,.,.,1,.\n", 2, "RATE", "not supported"),
     (OBS + "1,1,.,0,.,5,.,.,0,.\n", 2, "RATE", "only dose records"),
     (OBS + "1,1,5,1,2,.,-12,.,1,.\n", 2, "II", "non-negative"),
     (OBS + "1,1,.,0,.,.,12,.,0,.\n", 2, "II", "only dose records"),
@@ -277,9 +276,38 @@ def test_each_row_error(rows, row, fld, text):
     assert text in msg, msg
 
 
-def test_ss_not_supported():
-    with pytest.raises(InputError, match=r"data row 1 \(file line 2\), SS: steady-state"):
-        read("ID,TIME,AMT,CMT,SS,II\n1,0,10,2,1,12\n")
+HS = "ID,TIME,AMT,EVID,CMT,RATE,II,ADDL,SS,MDV,DV\n"
+OBS_S = "1,0,.,0,.,.,.,.,.,0,.\n"
+SS_ERRORS = [
+    # malformed steady-state records (NONMEM's rules), each refused naming the row and field
+    (OBS_S + "1,1,10,1,2,.,.,.,1,1,.\n", 2, "II", "needs a positive II"),  # SS without II
+    (OBS_S + "1,1,10,1,2,.,0,.,2,1,.\n", 2, "II", "needs a positive II"),
+    (OBS_S + "1,1,10,1,2,.,-12,.,1,1,.\n", 2, "II", "non-negative"),  # negative II
+    (OBS_S + "1,1,10,1,2,5,12,2,1,1,.\n", 2, "ADDL", "steady-state infusion"),  # SS infusion with ADDL
+    (OBS_S + "1,1,0,1,2,5,12,.,1,1,.\n", 2, "II", "constant infusion"),  # constant infusion with II
+    (OBS_S + "1,1,0,1,2,-2,12,.,1,1,.\n", 2, "AMT", "positive AMT"),
+    (OBS_S + "1,1,10,1,2,.,12,.,3,1,.\n", 2, "SS", "SS=3 is not allowed; allowed: 0, 1, 2"),
+    (OBS_S + "1,1,10,1,2,.,12,.,0.5,1,.\n", 2, "SS", "integer"),
+    (OBS_S + "1,1,.,0,.,.,.,.,1,0,.\n", 2, "SS", "only dose records"),  # SS on an observation
+    (OBS_S + "1,1,.,3,.,.,.,.,1,1,.\n", 2, "SS", "only dose records"),  # SS on a reset
+]
+
+
+@pytest.mark.parametrize("rows, row, fld, text", SS_ERRORS, ids=[f"{e[2]}-{e[3]}" for e in SS_ERRORS])
+def test_each_ss_row_error(rows, row, fld, text):
+    with pytest.raises(InputError) as ei:
+        read(HS + rows)
+    e = ei.value
+    assert not isinstance(e, InputErrors), str(e)
+    assert e.row == row and e.field == fld, str(e)
+    assert str(e).startswith(f"data row {row} (file line {row + 1}), {fld}: "), str(e)
+    assert text in str(e), str(e)
+
+
+def test_zero_order_input_into_the_depot_is_read():
+    ds = read("ID,TIME,AMT,CMT,RATE\n1,0,10,1,5\n")
+    (d,) = ds.subjects[0].regimen.doses
+    assert d.route == "SC" and d.duration == 2.0 and d.keep == "rate"
 
 
 def test_all_errors_reported_at_once_in_row_order():

@@ -187,7 +187,7 @@ def test_solver_steps_stay_moderate_and_il6_is_differentiable(tec):
 
     def peak(x):
         p = {**base, **dict(zip(names, x))}
-        ys, _, _ = solve_events(m, cfg, p, ev, ts)
+        ys, _, _, _ = solve_events(m, cfg, p, ev, ts)
         return jnp.max(jax.vmap(lambda t, y: m.outputs(t, y, p)["il6_pg_per_ml"])(ts, ys))
 
     g = jax.grad(peak)(jnp.stack([base[n] for n in names]))  # reverse mode (the solver adjoint)

@@ -41,7 +41,7 @@ def observables(params, jump_amount, inf_amount, ev):
     so other regimens with the same padded shapes reuse the compiled functions (always pass it explicitly:
     jit would bake a default value in as a constant and compile again for an explicit one)."""
     ev = ev._replace(jump_amount=jump_amount, inf_amount=inf_amount)
-    _, outs, _, _ = _fn(params, ev, TS, LEFT)
+    _, outs, _, _, _ = _fn(params, ev, TS, LEFT)
     cp = outs["CP"]
     return jnp.concatenate([cp[PICK], jnp.trapezoid(cp, jnp.asarray(TS))[None]])
 
@@ -157,7 +157,7 @@ def test_solve_events_is_pure_jax_and_differentiable():
     ts = jnp.asarray(TS)
 
     def auc_central(inf_amount):
-        ys, status, _ = solve_events(M2, cfg, _p(P2), EV._replace(inf_amount=inf_amount), ts)
+        ys, status, _, _ = solve_events(M2, cfg, _p(P2), EV._replace(inf_amount=inf_amount), ts)
         return jnp.trapezoid(ys[:, M2.state_index("central")], ts)
 
     g = jax.jit(jax.grad(auc_central))(jnp.asarray(EV.inf_amount))

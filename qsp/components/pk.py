@@ -48,6 +48,26 @@ class Depot(Component):
         return {self.name: -flux, self.target: flux}
 
 
+class CentralDosing(Component):
+    """Bioavailability and lag of doses into the central compartment (NONMEM's ``F2`` and ``ALAG2``).
+
+    No states and no rates: the dose router (:mod:`qsp.simulate`) scales a bolus into the central
+    compartment by ``F2`` and delays it by ``ALAG2``; for an infusion, ``F2`` changes its duration (rate
+    kept, NONMEM RATE > 0 or -1) or its rate (duration kept, RATE = -2). Defaults 1 and 0: an IV dose as
+    given. Reference: NONMEM Users Guide Part VI (PREDPP), V.D-E (F and ALAG per compartment).
+    """
+
+    name = "central_dosing"
+
+    def __init__(self, time_unit: str = "h"):
+        self.params = (
+            Param("F2", 1.0, "1", "bioavailability of doses into the central compartment",
+                  "NONMEM default: 1 (the dose as given)", upper=1.0),
+            Param("ALAG2", 0.0, time_unit, "lag of doses into the central compartment",
+                  "NONMEM default: 0 (no lag)", positive=False),
+        )
+
+
 def time_varying_clearance(t, cl0, clss, kcl):
     """``CL(t) = CLSS + (CL0 - CLSS) exp(-KCL t)``, with t clipped at 0."""
     return clss + (cl0 - clss) * jnp.exp(-kcl * jnp.maximum(t, 0.0))

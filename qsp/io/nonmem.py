@@ -90,12 +90,13 @@ import pandas as pd
 from ..errors import InputError, raise_collected
 from ..limits import LIMITS, limit
 from ..model import Model
-from ..regimen import Dose, Regimen, check_time_unit, time_factor
+from ..regimen import SS_MODES, ZERO_ORDER_ROUTES, Dose, Regimen, check_time_unit, time_factor
 from ..units import convert_dose
 
 NONMEM_COLUMNS = ("ID", "TIME", "AMT", "EVID", "CMT", "RATE", "II", "ADDL", "MDV", "DV")
 REQUIRED_COLUMNS = ("ID", "TIME")
 RESERVED_COLUMNS = NONMEM_COLUMNS + ("SS",)
+SS_VALUES = SS_MODES  # 0 not steady state, 1 reset + steady state, 2 steady state added (NONMEM's 3 is not supported)
 EVID_MEANING = {0: "observation", 1: "dose", 2: "other (output only)", 3: "reset", 4: "reset and dose"}
 DOSE_EVIDS = (1, 4)
 EVENT_EVIDS = (1, 3, 4)  # rows that change the state at their time
@@ -430,10 +431,7 @@ def read_nonmem(source, model: Model, *, time_unit: str = "h", params: Mapping[s
             dv = _num(get("DV"))
         except (TypeError, ValueError):
             errors.append(_err(r, ln, "DV", f"not a number: {get('DV')!r} (use . for a missing value)"))
-        ss = number("SS")
-        if ss not in (None, 0.0):
-            errors.append(_err(r, ln, "SS", f"steady-state dosing (SS={_fmt(ss)}) is not supported; "
-                               "give the doses explicitly (ADDL/II)"))
+        ss = integer("SS", allowed=SS_VALUES)
         if len(errors) > n_err:
             recs.append(_partial(rid, t, evid, r, ln, k))
             continue
@@ -444,9 +442,13 @@ def read_nonmem(source, model: Model, *, time_unit: str = "h", params: Mapping[s
         rate = 0.0 if rate is None else rate
         ii = 0.0 if ii is None else ii
         addl = 0 if addl is None else addl
+        ss = 0 if ss is None else ss
         is_dose = evid in DOSE_EVIDS
+        constant_ss = is_dose and ss > 0 and amt == 0 and rate > 0
         if is_dose:
-            if not amt > 0:
+            if ss > 0:
+                errors.extend(_ss_errors(r, ln, amt, rate, ii, addl, ss))
+            if not amt > 0 and not constant_ss:
                 errors.append(_err(r, ln, "AMT", f"a dose record (EVID {evid}) needs a positive AMT, got "
                                    f"{_fmt(amt) if get('AMT') is not None else 'no AMT column'}"))
             if cmt is None and default_cmt is None:
@@ -469,7 +471,7 @@ def read_nonmem(source, model: Model, *, time_unit: str = "h", params: Mapping[s
             if amt != 0:
                 errors.append(_err(r, ln, "AMT", f"an EVID {evid} ({EVID_MEANING[evid]}) record takes no dose, got "
                                    f"AMT={_fmt(amt)}; use EVID 1 (dose) or 4 (reset and dose)"))
-            for name, v in (("RATE", rate), ("II", ii), ("ADDL", addl)):
+            for name, v in (("RATE", rate), ("II", ii), ("ADDL", addl), ("SS", ss)):
                 if v != 0:
                     errors.append(_err(r, ln, name, f"only dose records (EVID 1/4) take {name}; got {name}="
                                        f"{_fmt(float(v))} on an EVID {evid} ({EVID_MEANING[evid]}) record"))
@@ -477,7 +479,8 @@ def read_nonmem(source, model: Model, *, time_unit: str = "h", params: Mapping[s
             recs.append(_partial(rid, t, evid, r, ln, k))
             continue
         recs.append(dict(ID=rid, TIME=t, AMT=amt, EVID=evid, CMT=cmt, RATE=rate, II=ii, ADDL=addl, MDV=mdv,
-                         DV=np.nan if dv is None else dv, row=r, line=ln, k=k, valid=True))
+                         DV=np.nan if dv is None else dv, SS=ss, row=r, line=ln, k=k, valid=True,
+                         modelled={n: number(n) for n in canon if _is_modelled_name(n)}))
 
     # --- IDs contiguous, time order -------------------------------------------------------------
     groups: dict[float, list[dict]] = {}
@@ -565,6 +568,8 @@ def read_nonmem(source, model: Model, *, time_unit: str = "h", params: Mapping[s
     raw = pd.DataFrame([[("" if _is_empty(v) and not isinstance(v, str) else str(v)) for v in cells_]
                         for cells_ in rows], columns=names, dtype=object)
     table = pd.DataFrame({n: [rec[n] for rec in recs] for n in NONMEM_COLUMNS})
+    if "SS" in col:
+        table["SS"] = [rec["SS"] if rec.get("valid") else np.nan for rec in recs]
     table["ID"] = [_as_id(x) for x in table["ID"]]
     table["CMT"] = pd.array([np.nan if c is None else c for c in table["CMT"]], dtype="float")
     for c in covariate_names:
@@ -636,30 +641,60 @@ def _size_limit_errors(groups: dict[float, list[dict]], order: list[float]) -> l
     return errors
 
 
+def _is_modelled_name(name: str) -> bool:
+    """``R<n>`` or ``D<n>``: a modelled rate or duration (a parameter, or a data item of that name)."""
+    return len(name) > 1 and name[0] in "RD" and name[1:].isdigit()
+
+
+def _ss_errors(r, ln, amt, rate, ii, addl, ss) -> list[InputError]:
+    """NONMEM's rules for a steady-state dose record (SS = 1 or 2)."""
+    out = []
+    constant = amt == 0 and rate > 0
+    if constant:
+        if ii != 0:
+            out.append(_err(r, ln, "II", f"a steady-state constant infusion (SS={ss}, AMT=0, RATE>0) takes II=0, got "
+                            f"II={_fmt(ii)}; for a periodic infusion give AMT > 0"))
+    elif ii == 0:  # (a negative II is reported once, as negative)
+        out.append(_err(r, ln, "II", f"a steady-state dose (SS={ss}) needs a positive II (interdose interval), got "
+                        f"II={_fmt(ii)}; for a constant infusion at steady state give AMT=0 and RATE>0"))
+    if rate != 0 and addl != 0:
+        out.append(_err(r, ln, "ADDL", f"a steady-state infusion (SS={ss}, RATE={_fmt(rate)}) takes ADDL=0 "
+                        f"(NONMEM), got ADDL={addl}; give the following doses as their own records"))
+    if amt == 0 and rate < 0:
+        out.append(_err(r, ln, "AMT", f"a steady-state dose with a modelled rate or duration (RATE={_fmt(rate)}) "
+                        "needs a positive AMT"))
+    return out
+
+
 def _dose_from_record(rec: dict, model: Model, params: Mapping[str, float], default_cmt, unit: str) -> Dose:
     r, ln = rec["row"], rec["line"]
     n = rec["CMT"] if rec["CMT"] is not None else default_cmt
     state, route = model.cmt[n]
-    amt, rate = rec["AMT"], rec["RATE"]
-    duration = None
+    amt, rate, ss = rec["AMT"], rec["RATE"], rec.get("SS", 0)
+    duration, keep, const_rate = None, "rate", None
     if rate != 0:
-        if rate > 0:
-            duration = amt / rate
+        if ss and amt == 0 and rate > 0:  # constant infusion at steady state
+            const_rate = rate
+        elif rate > 0:
+            duration = amt / rate  # NONMEM: F changes the duration, the rate is kept
         else:
             name = ("R" if rate == -1 else "D") + str(n)
             what = "a modelled rate" if rate == -1 else "a modelled duration"
-            if name not in params:
+            value = params.get(name, rec.get("modelled", {}).get(name))
+            if value is None:
                 raise _err(r, ln, "RATE", f"RATE={int(rate)} asks for {what} into CMT {n}: pass the parameter "
-                           f"{name} (e.g. --param {name}=...)")
-            duration = amt / params[name] if rate == -1 else float(params[name])
-        rdef = model.routes.get(route)
-        if rdef is not None and (rdef.f_param or rdef.lag_param):
-            raise _err(r, ln, "RATE", f"zero-order input (RATE={_fmt(rate)}) into CMT {n} ({state}, route {route}) "
-                       "is not supported: that route's bioavailability/lag would not apply to an infusion; "
-                       "give infusions into a compartment dosed by an IV route")
-        route = "IV_infusion"
+                           f"{name} (e.g. --param {name}=...) or give a data column {name}")
+            if not (math.isfinite(value) and value > 0):
+                raise _err(r, ln, name, f"{name} must be a positive number, got {_fmt(value)}")
+            if rate == -1:
+                duration = amt / value  # the rate R is kept; F changes the duration
+            else:
+                duration, keep = float(value), "duration"  # the duration D is kept; F changes the rate
+        if route not in ZERO_ORDER_ROUTES:
+            route = "IV_infusion"
     cmt_state = None if _route_default_state(model, route) == state else state
-    return Dose(rec["t_int"], amt, unit, route, duration, ii=rec["II"], addl=rec["ADDL"], cmt=cmt_state)
+    return Dose(rec["t_int"], amt, unit, route, duration, ii=rec["II"], addl=rec["ADDL"], cmt=cmt_state, ss=ss,
+                keep=keep, rate=const_rate)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -712,14 +747,26 @@ def _dose_rows(model: Model, reg: Regimen, tu: str, cov) -> list[dict]:
 
 
 def _one_dose_row(model: Model, d: Dose, tu: str, cov, evid: int) -> dict:
+    """One dose row. An infusion that keeps its rate under F is written with RATE = AMT / duration; one that
+    keeps its duration (NONMEM RATE = -2) with RATE = -2 and the duration in a data column ``D<cmt>``; a
+    constant infusion at steady state with AMT = 0 and its RATE."""
     dur_day = None if d.duration is None else d.duration * time_factor(tu, "day")
+    cmt = _cmt_number(model, d)
+    if d.rate is not None:
+        r = d.rate if d.unit == model.amount_unit else convert_dose(
+            d.rate, d.unit, model.amount_unit, cov, mw_g_per_mol=model.mw_g_per_mol)
+        return dict(TIME=d.time, AMT=0.0, EVID=evid, CMT=cmt, RATE=_sig12(r), II=0.0, ADDL=0, MDV=1, DV=np.nan,
+                    SS=d.ss)
     amt = d.amount
     if d.unit != model.amount_unit:
         amt = convert_dose(d.amount, d.unit, model.amount_unit, cov, duration_day=dur_day,
                            mw_g_per_mol=model.mw_g_per_mol)
-    rate = _sig12(amt / d.duration) if d.is_infusion else 0.0
-    return dict(TIME=d.time, AMT=amt, EVID=evid, CMT=_cmt_number(model, d), RATE=rate, II=d.ii, ADDL=d.addl,
-                MDV=1, DV=np.nan)
+    row = dict(TIME=d.time, AMT=amt, EVID=evid, CMT=cmt, RATE=0.0, II=d.ii, ADDL=d.addl, MDV=1, DV=np.nan, SS=d.ss)
+    if d.is_infusion and d.keep == "duration":
+        row.update(RATE=-2.0, **{f"D{cmt}": d.duration})
+    elif d.is_infusion:
+        row["RATE"] = _sig12(amt / d.duration)
+    return row
 
 
 def to_nonmem(regimens, model: Model, *, ids: Sequence | None = None, obs_times: Sequence | None = None,
@@ -819,7 +866,16 @@ def to_nonmem(regimens, model: Model, *, ids: Sequence | None = None, obs_times:
         cov = covariates[j] if covariates is not None else {}
         for _, _, r in merged:
             rows.append(dict(ID=ids[j], **r, **{c: cov.get(c, np.nan) for c in cov_names}))
-    df = pd.DataFrame(rows, columns=list(NONMEM_COLUMNS) + cov_names)
+    extra = []
+    if any(r.get("SS", 0) not in (0, None) and not (isinstance(r.get("SS"), float) and np.isnan(r["SS"]))
+           for r in rows):
+        extra.append("SS")
+    extra += sorted({k for r in rows for k in r if _is_modelled_name(k)})
+    cols = list(NONMEM_COLUMNS) + extra + cov_names
+    df = pd.DataFrame(rows).reindex(columns=cols) if rows else pd.DataFrame(columns=cols)
+    if "SS" in extra:
+        df["SS"] = df["SS"].fillna(0)
+        df.loc[~df["EVID"].isin(DOSE_EVIDS), "SS"] = np.nan
     return df
 
 

@@ -76,17 +76,15 @@ def padded_g2(setup, regimens: Sequence[Regimen], horizon: float) -> list[np.nda
     import jax
     import jax.numpy as jnp
 
-    from ..events import EventArrays
+    from ..events import EventArrays, field_group, pad_field
     from ..trial import SEG_POINTS, patient_batch_fn, prepare_trial
 
     tis = [prepare_trial(setup.model, r, setup.population, setup.ref, days=horizon, crs=setup.crs,
                          params=setup.params or None, out_names=("conc_ug_per_ml",), follow_up_days=0.0)
            for r in regimens]
-    nj = max(t.events.jump_amount.shape[1] for t in tis)
-    ni = max(t.events.inf_amount.shape[1] for t in tis)
+    sizes = {g: max(getattr(t.events, f).shape[1] for t in tis)
+             for g, f in (("jump", "jump_amount"), ("inf", "inf_amount"), ("ss", "ss_mode"))}
     nd = max(t.dose_t.shape[0] for t in tis)
-    fills = dict(jump_time=0.0, jump_amount=0.0, jump_state=0, jump_route=0, jump_reset=False, jump_mask=False,
-                 inf_start=0.0, inf_duration=1.0, inf_amount=0.0, inf_state=0, inf_route=0, inf_mask=False)
     t0 = tis[0]
     batch = jax.jit(patient_batch_fn(setup.model, t0.cfg, SEG_POINTS, ("conc_ug_per_ml",)))
     shared = ({k: jnp.asarray(v) for k, v in t0.params.items()}, jnp.asarray(t0.ts))
@@ -95,11 +93,7 @@ def padded_g2(setup, regimens: Sequence[Regimen], horizon: float) -> list[np.nda
     for t in tis:
         ev = {}
         for f in EventArrays._fields:
-            a = np.asarray(getattr(t.events, f))
-            n = nj if f.startswith("jump") else ni
-            b = np.full((a.shape[0], n), fills[f], dtype=a.dtype)
-            b[:, : a.shape[1]] = a
-            ev[f] = b
+            ev[f] = pad_field(f, np.asarray(getattr(t.events, f)), sizes[field_group(f)])
         k = t.dose_t.shape[0]
         dose_t = np.full(nd, np.inf)
         dose_t[:k] = t.dose_t

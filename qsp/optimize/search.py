@@ -47,14 +47,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InputError
-from ..events import EventArrays
+from ..events import FILLS, EventArrays, field_group
 from ..trial import SEG_POINTS, CardTrialSetup, patient_batch_fn, prepare_trial
 from .objectives import MonitoringRule, first_treatment_index
 from .space import MAX_STEPS, Candidate, RegimenSpace, Structure
 
 OBJECTIVES = ("crs_g2", "crs_any", "inpatient_days")
-_FILLS = dict(jump_time=0.0, jump_amount=0.0, jump_state=0, jump_route=0, jump_reset=False, jump_mask=False,
-              inf_start=0.0, inf_duration=1.0, inf_amount=0.0, inf_state=0, inf_route=0, inf_mask=False)
 
 
 def masked_fractions(u, n_active, floor: float):
@@ -166,7 +164,7 @@ class Evaluator:
     def _pad(self, a: np.ndarray, n: int, name: str) -> np.ndarray:
         if a.shape[1] > n:
             raise InputError(f"candidate has {a.shape[1]} event rows, more than the search's {n}", field="candidate")
-        out = np.full((a.shape[0], n), _FILLS[name], dtype=a.dtype)
+        out = np.full((a.shape[0], n), FILLS[name], dtype=a.dtype)
         out[:, : a.shape[1]] = a
         return out
 
@@ -175,8 +173,8 @@ class Evaluator:
         f0 = ladder(n, self.floor)
         base = Candidate(structure, tuple(f0), tuple(intervals))
         ti = self._trial_inputs(base)
-        ev = {f: self._pad(np.asarray(getattr(ti.events, f)), self.nj if f.startswith("jump") else self.ni, f)
-              for f in EventArrays._fields}
+        sizes = {"jump": self.nj, "inf": self.ni, "ss": 0}  # the search's regimens have no steady-state records
+        ev = {f: self._pad(np.asarray(getattr(ti.events, f)), sizes[field_group(f)], f) for f in EventArrays._fields}
         j_jump = np.zeros((MAX_STEPS,) + ev["jump_amount"].shape)
         j_inf = np.zeros((MAX_STEPS,) + ev["inf_amount"].shape)
         for k in range(n):
