@@ -183,7 +183,7 @@ class NumpyTCE:
     """
 
     _KNOWN = {"Depot", "LinearDisposition", "BindingQE", "TCells", "TargetCells", "Cytokines", "ADA",
-              "DrugOutputs", "CRSLink"}  # CRSLink: parameters only (no states, no rates)
+              "DrugOutputs", "CRSLink", "CentralDosing"}  # the last two: parameters only (no states, no rates)
 
     def __init__(self, model):
         self.model = model

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # page -> README "## " sections (by the start of their title); the first page also takes the text before them
 README_PAGES = {
     "index.md": ("Set-up", "Python", "Installing"),
-    "usage.md": ("Command line", "Virtual trials"),
+    "usage.md": ("Command line", "NONMEM events", "Virtual trials"),
     "calibration.md": ("Calibration layer", "Calibration jobs"),
     "optimizer.md": ("Step-up optimizer results",),
     "performance.md": ("Performance",),

@@ -46,6 +46,8 @@ class EventArrays(NamedTuple):
     inf_until: np.ndarray
     inf_keep_rate: np.ndarray  # True: F changes the duration (NONMEM RATE > 0, -1); False: F scales the rate
     jump_ss: np.ndarray  # index into the ss_* group for a steady-state record's state-setting jump, else -1
+    jump_tail: np.ndarray  # j >= 1: the dose of an SS pattern given j intervals before the record (else 0)
+    jump_ii: np.ndarray  # that pattern's interval (for a tail: it enters at record time + lag - j II)
     # steady-state records (NONMEM SS=1/2), one row each (see qsp.steady_state)
     ss_mode: np.ndarray  # 1 (reset, then steady state) or 2 (steady state added to the current state)
     ss_ii: np.ndarray  # dosing interval (model time); 0 for a constant infusion
@@ -73,10 +75,10 @@ class EventArrays(NamedTuple):
 FILLS = dict(jump_time=0.0, jump_amount=0.0, jump_state=0, jump_route=0, jump_reset=False, jump_mask=False,
              inf_start=0.0, inf_duration=1.0, inf_amount=0.0, inf_state=0, inf_route=0, inf_mask=False,
              jump_from=-np.inf, jump_until=np.inf, inf_from=-np.inf, inf_until=np.inf, inf_keep_rate=True,
-             jump_ss=-1, ss_mode=1, ss_ii=1.0, ss_amount=0.0, ss_duration=0.0, ss_keep_rate=True, ss_state=0,
+             jump_ss=-1, jump_tail=0, jump_ii=1.0, ss_mode=1, ss_ii=1.0, ss_amount=0.0, ss_duration=0.0, ss_keep_rate=True, ss_state=0,
              ss_route=0, ss_mask=False)
 DTYPES = dict(jump_state=np.int32, jump_route=np.int32, jump_reset=bool, jump_mask=bool, inf_state=np.int32,
-              inf_route=np.int32, inf_mask=bool, inf_keep_rate=bool, jump_ss=np.int32, ss_mode=np.int32,
+              inf_route=np.int32, inf_mask=bool, inf_keep_rate=bool, jump_ss=np.int32, jump_tail=np.int32, ss_mode=np.int32,
               ss_keep_rate=bool, ss_state=np.int32, ss_route=np.int32, ss_mask=bool)
 
 
@@ -184,9 +186,10 @@ def regimen_to_events(model: Model, regimen: Regimen, cov: Covariates | None = N
                         if d.is_infusion:
                             infs.append(dict(seq=seq, t=t0, dur=d.duration, amt=amt, s=s, r=r,
                                              keep=keep, frm=d.time, rec=own))
-                        else:
-                            jumps.append(dict(seq=seq, t=t0, amt=amt, s=s, r=r, reset=False,
-                                              frm=d.time, ss=-1, rec=own))
+                        else:  # at the record's time: the solver adds lag - j II (the same arithmetic as the
+                            # steady state's phase, so a lag that is a multiple of II is neither lost nor doubled)
+                            jumps.append(dict(seq=seq, t=d.time, amt=amt, s=s, r=r, reset=False,
+                                              frm=d.time, ss=-1, rec=own, tail=j, ii=d.ii))
             owner = own if d.ss else (rec_t, seq if rec.reset else rec_seq)
             if d.is_infusion:
                 dur = np.inf if d.rate is not None else d.duration
@@ -225,6 +228,8 @@ def regimen_to_events(model: Model, regimen: Regimen, cov: Covariates | None = N
         jump_from=col(jumps, "frm", nj, "jump_from"), jump_until=col(jumps, until, nj, "jump_until"),
         inf_from=col(infs, "frm", ni, "inf_from"), inf_until=col(infs, until, ni, "inf_until"),
         inf_keep_rate=col(infs, "keep", ni, "inf_keep_rate"), jump_ss=col(jumps, "ss", nj, "jump_ss"),
+        jump_tail=col(jumps, lambda e: e.get("tail", 0), nj, "jump_tail"),
+        jump_ii=col(jumps, lambda e: e.get("ii", 1.0), nj, "jump_ii"),
         ss_mode=col(sss, "mode", ns, "ss_mode"), ss_ii=col(sss, "ii", ns, "ss_ii"),
         ss_amount=col(sss, "amt", ns, "ss_amount"), ss_duration=col(sss, "dur", ns, "ss_duration"),
         ss_keep_rate=col(sss, "keep", ns, "ss_keep_rate"), ss_state=col(sss, "s", ns, "ss_state"),
@@ -245,7 +250,7 @@ def events_in_time_unit(ev: EventArrays, src: str, dst: str) -> EventArrays:
     """Rescale event times, durations and intervals between time units (a constant infusion's rate too)."""
     f = time_factor(src, dst)
     const = np.isinf(np.asarray(ev.ss_duration))
-    return ev._replace(jump_time=ev.jump_time * f, inf_start=ev.inf_start * f, inf_duration=ev.inf_duration * f,
+    return ev._replace(jump_time=ev.jump_time * f, jump_ii=ev.jump_ii * f, inf_start=ev.inf_start * f, inf_duration=ev.inf_duration * f,
                        jump_from=ev.jump_from * f, jump_until=ev.jump_until * f, inf_from=ev.inf_from * f,
                        inf_until=ev.inf_until * f, ss_ii=ev.ss_ii * f, ss_duration=ev.ss_duration * f,
                        inf_amount=np.where(np.isinf(np.asarray(ev.inf_duration)), ev.inf_amount / f, ev.inf_amount),

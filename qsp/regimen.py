@@ -88,7 +88,7 @@ class Dose:
         duration: infusion duration (needed for infusions, not allowed for SC/bolus).
         ii: interdose interval of repeats; ``addl``: number of additional doses (NONMEM II/ADDL).
         cmt: explicit target compartment (model state name) overriding the route's default; the
-            bioavailability and lag are those of that compartment.
+            bioavailability and lag are those of that compartment. ``compartment=`` is accepted for it.
         reset: reset the system to its initial state before this dose (NONMEM EVID 3/4).
         label: free text ("step-up dose 1").
         ss: NONMEM SS: 0 none; 1 reset, then the periodic steady state of this dose every ``ii``; 2 that
@@ -112,8 +112,15 @@ class Dose:
     ss: int = 0
     keep: str = "rate"
     rate: float | None = None
+    compartment: str | None = None  # the dosed compartment (state name): another spelling of ``cmt``
 
     def __post_init__(self):
+        if self.compartment is not None:  # stored as ``cmt`` (one field; equal doses compare equal)
+            if self.cmt is not None and self.cmt != self.compartment:
+                raise InputError(f"compartment {self.compartment!r} and cmt {self.cmt!r} disagree; give one",
+                                 field="compartment")
+            object.__setattr__(self, "cmt", self.compartment)
+            object.__setattr__(self, "compartment", None)
         if not _finite(self.time):
             raise InputError(f"dose time must be a finite number, got {self.time!r}", field="time")
         if not _finite(self.amount) or self.amount < 0:

@@ -139,8 +139,14 @@ def dose_inputs(model: Model, p: Mapping, ev: EventArrays):
     big = jnp.inf
     f_route, lag_route = _route_vectors(model, p)
     setter = ev.jump_reset | (ev.jump_ss >= 0)
-    jt = ev.jump_time + jnp.where(setter, 0.0, lag_route[ev.jump_route])
-    keep_j = ev.jump_mask & (setter | ((jt >= ev.jump_from) & (jt < ev.jump_until)))
+    lag_j = lag_route[ev.jump_route]
+    tail = ev.jump_tail > 0
+    # an SS pattern's earlier bolus j enters at T + lag - j II; it is still to come iff j <= floor(lag / II)
+    # (qsp.steady_state.periodic_input uses the same floor for the phase)
+    q = jnp.floor(lag_j / ev.jump_ii)
+    jt = ev.jump_time + jnp.where(setter, 0.0, jnp.where(tail, lag_j - ev.jump_tail * ev.jump_ii, lag_j))
+    pending = jnp.where(tail, ev.jump_tail <= q, jt >= ev.jump_from)
+    keep_j = ev.jump_mask & (setter | (pending & (jt < ev.jump_until)))
     jt = jnp.where(keep_j, jt, big)
     jamt = jnp.where(keep_j & ~setter, ev.jump_amount * f_route[ev.jump_route], 0.0)
     f_i = f_route[ev.inf_route]
@@ -225,7 +231,10 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
     b_state = jnp.concatenate([ev.jump_state, jnp.zeros(2 * ni, jnp.int32)])
     b_reset = jnp.concatenate([ev.jump_reset & ev.jump_mask, jnp.zeros(2 * ni, bool)])
     b_ss = jnp.concatenate([jnp.where(ev.jump_mask, ev.jump_ss, -1), jnp.full(2 * ni, -1, jnp.int32)])
-    order = jnp.argsort(bp, stable=True)
+    # at equal times a reset or SS record acts first (what an earlier record at that time had is cancelled by
+    # its window), then the doses in record order (stable)
+    b_setter = jnp.concatenate([(ev.jump_reset | (ev.jump_ss >= 0)) & ev.jump_mask, jnp.zeros(2 * ni, bool)])
+    order = jnp.lexsort((~b_setter, bp))
     bp, b_amt, b_state, b_reset, b_ss = bp[order], b_amt[order], b_state[order], b_reset[order], b_ss[order]
 
     t_start = jnp.minimum(ts[0], bp[0])
@@ -304,6 +313,9 @@ def _steady_states(model: Model, cfg: SolverConfig, p: Mapping, ev: EventArrays,
 
     f_route, lag_route = _route_vectors(model, p)
     closed = cfg.ss_method == "closed_form" or (cfg.ss_method == "auto" and model.linear)
+    if not closed and cfg.adjoint == "forward":
+        raise InputError("forward-mode derivatives (adjoint='forward') do not go through an iterated steady "
+                         "state (SS records on a nonlinear model); use adjoint='reverse'", field="adjoint")
     settings = ssm.SteadyStateSettings(cfg.ss_rtol, cfg.ss_atol, cfg.ss_max_intervals)
     # the record's own time, for a model with a clock: the set jump of record k
     n_ss = ev.ss_mode.shape[-1]
@@ -320,7 +332,8 @@ def _steady_states(model: Model, cfg: SolverConfig, p: Mapping, ev: EventArrays,
             y, n, ok = ssm.closed_form(model, p, y0, inp, t_rec[k]), jnp.asarray(0), jnp.asarray(True)
         else:
             y, n, ok = ssm.iterate(model, p, y0, inp, t_rec[k], term, solver, controller, cfg.max_steps,
-                                   solver_adjoint(cfg), settings)
+                                   diffrax.RecursiveCheckpointAdjoint(checkpoints=cfg.checkpoints), settings,
+                                   active=ev.ss_mask[k])
         st = jnp.where(~ok, STATUS_SS_FAILED, jnp.where(tail, STATUS_SS_TAILS, STATUS_OK))
         return y, n, jnp.where(ev.ss_mask[k], st, STATUS_OK)
 
@@ -447,7 +460,7 @@ def simulate(model: Model, regimen: Regimen | EventArrays | Sequence, times, par
     cfg = SolverConfig(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps, loop=loop, ss_method=ss_method,
                        ss_rtol=ss_rtol, ss_atol=ss_atol, ss_max_intervals=ss_max_intervals)
     ts = _as_ts(times)
-    params = dict(params or {})
+    params = model.resolve_aliases(dict(params or {}))  # NONMEM's F1/ALAG1 for F/ALAG, per patient too
     scalar_over = {k: v for k, v in params.items() if np.ndim(v) == 0}
     base = model.params(scalar_over)
     arr_over = {k: np.asarray(v, dtype=float) for k, v in params.items() if np.ndim(v) > 0}

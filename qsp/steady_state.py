@@ -29,7 +29,7 @@ Two methods:
   state (NONMEM's empirical steady state), at most ``max_intervals`` intervals. The number of intervals is
   reported per patient (:attr:`qsp.simulate.SimulationResult.ss_intervals`); a record that does not converge
   gives status :data:`qsp.simulate.STATUS_SS_FAILED`. Derivatives use the implicit function theorem at the
-  fixed point (optimistix's implicit adjoint), not the iterations. A constant infusion is iterated over
+  fixed point (:func:`fixed_point`), not the iterations. A constant infusion is iterated over
   windows of :data:`CONSTANT_WINDOW_DAYS`. A model with explicit time dependence (a time-varying clearance)
   is iterated over the interval ``[T - II, T)`` of its own clock.
 
@@ -82,7 +82,8 @@ def periodic_input(model: Model, mode_row: Mapping, f: jnp.ndarray, lag: jnp.nda
     safe_dur = jnp.where(is_inf, dur, 1.0)
     window = CONSTANT_WINDOW_DAYS / _days_per_unit(model)
     ii_eff = jnp.where(constant, window, ii)
-    phi = jnp.where(constant, 0.0, jnp.mod(lag, ii_eff))
+    # phase of the dose in the interval; the same floor as the tail doses' (qsp.simulate.dose_inputs)
+    phi = jnp.where(constant, 0.0, jnp.clip(lag - jnp.floor(lag / ii_eff) * ii_eff, 0.0, ii_eff))
     d_eff = jnp.where(keep, safe_dur * f, safe_dur)
     rate = jnp.where(keep, amount / safe_dur, amount * f / safe_dur)
     m = jnp.floor(d_eff / ii_eff)
@@ -145,12 +146,13 @@ def closed_form(model: Model, p: Mapping, y0: jnp.ndarray, inp: PeriodicInput, t
 
 
 def iterate(model: Model, p: Mapping, y0: jnp.ndarray, inp: PeriodicInput, t_ref, term, solver, controller,
-            max_steps: int, adjoint, settings: SteadyStateSettings):
-    """``y*`` by iterating the interval map from ``y0``: ``(y*, intervals, converged)``."""
+            max_steps: int, adjoint, settings: SteadyStateSettings, active=True):
+    """``y*`` by iterating the interval map from ``y0``: ``(y*, intervals, converged)``. An inactive record
+    (padding) is not iterated."""
     n = y0.shape[0]
 
     def period(y, theta):
-        p_, inp_, t_ref_ = theta
+        p_, inp_, t_ref_, _active = theta
         e_s = _unit(n, inp_.state)
         b, rates, bolus_piece = _pieces(inp_)
         t0 = t_ref_ - inp_.ii
@@ -164,14 +166,14 @@ def iterate(model: Model, p: Mapping, y0: jnp.ndarray, inp: PeriodicInput, t_ref
             y = jnp.where(z > a, sol.ys[-1], y)
         return y
 
-    return fixed_point(period, (p, inp, t_ref), y0, settings)
+    return fixed_point(period, (p, inp, t_ref, jnp.asarray(active)), y0, settings)
 
 
 def _converged(new, old, settings: SteadyStateSettings):
     return jnp.all(jnp.abs(new - old) <= settings.atol + settings.rtol * jnp.abs(new))
 
 
-def _iterate_map(step, y0, settings: SteadyStateSettings):
+def _iterate_map(step, y0, settings: SteadyStateSettings, active=True):
     """``y_{k+1} = step(y_k)`` until converged (:func:`_converged`) or ``max_intervals``: ``(y, k, ok)``."""
 
     def cond(c):
@@ -183,7 +185,7 @@ def _iterate_map(step, y0, settings: SteadyStateSettings):
         new = step(y)
         return new, y, k + 1, _converged(new, y, settings) | ~jnp.all(jnp.isfinite(new))  # a NaN stops it
 
-    y, _, k, done = jax.lax.while_loop(cond, body, (y0, y0, jnp.asarray(0), jnp.asarray(False)))
+    y, _, k, done = jax.lax.while_loop(cond, body, (y0, y0, jnp.asarray(0), ~jnp.asarray(active)))
     return y, k, done & jnp.all(jnp.isfinite(y))
 
 
@@ -191,11 +193,12 @@ def fixed_point(period, theta, y0, settings: SteadyStateSettings):
     """The fixed point of ``y -> period(y, theta)`` by iteration, differentiable in ``theta`` by the implicit
     function theorem: with ``y* = P(y*, theta)``, the cotangent ``lam = g + (dP/dy)^T lam`` is itself found by
     iteration (it converges as the forward map does: the spectral radius of ``dP/dy`` at a stable periodic
-    solution is below 1) and ``theta_bar = (dP/dtheta)^T lam``. Returns ``(y*, intervals, converged)``."""
+    solution is below 1) and ``theta_bar = (dP/dtheta)^T lam``. ``theta[-1]`` is a bool: False (a padding
+    record) skips the iteration. Returns ``(y*, intervals, converged)``."""
 
     @jax.custom_vjp
     def solve(theta, y0):
-        return _iterate_map(lambda y: period(y, theta), y0, settings)
+        return _iterate_map(lambda y: period(y, theta), y0, settings, theta[-1])
 
     def fwd(theta, y0):
         y, k, ok = solve(theta, y0)
@@ -205,7 +208,7 @@ def fixed_point(period, theta, y0, settings: SteadyStateSettings):
         theta, y = res
         gy = g[0]
         _, vjp_y = jax.vjp(lambda yy: period(yy, theta), y)
-        lam, _, _ = _iterate_map(lambda lam_: gy + vjp_y(lam_)[0], gy, settings)
+        lam, _, _ = _iterate_map(lambda lam_: gy + vjp_y(lam_)[0], gy, settings, theta[-1])
         _, vjp_theta = jax.vjp(lambda th: period(y, th), theta)
         return vjp_theta(lam)[0], jnp.zeros_like(y)
 

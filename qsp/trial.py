@@ -34,6 +34,8 @@ from .regimen import Regimen
 from .simulate import STATUS_OK, SolverConfig, _loop_for, solve_events_windows
 from .units import Covariates
 
+SIZED_AMOUNTS = ("jump_amount", "inf_amount", "ss_amount")  # event amounts that scale with weight / BSA
+
 BAND_OUTPUTS = ("conc_ug_per_ml", "il6_pg_per_ml", "blood_t_cells_per_ul", "tumour_cells")
 CRS_KEYS = ("il6_predose", "il6_peak", "il6_peak_h", "exposure", "tolerance", "p_any", "p_g2plus", "p_g3plus", "onset_h",
             "drive_predose", "drive_peak", "drive_peak_h")
@@ -123,15 +125,15 @@ def population_events(model: Model, regimen: Regimen, pop: VirtualPopulation, re
     tabs = []
     for e0, ew, eb in variants:
         p0, pw, pb = padded(e0), padded(ew), padded(eb)
-        tabs.append((p0, {k: slope(p0[k], pw[k]) for k in ("jump_amount", "inf_amount")},
-                     {k: slope(p0[k], pb[k]) for k in ("jump_amount", "inf_amount")}))
+        tabs.append((p0, {k: slope(p0[k], pw[k]) for k in SIZED_AMOUNTS},
+                     {k: slope(p0[k], pb[k]) for k in SIZED_AMOUNTS}))
     which = pop.covariates["premed"].to_numpy().astype(int)
     rel_w = pop.covariates["weight_kg"].to_numpy() / w_ref - 1.0
     rel_b = (pop.covariates["bsa_m2"].to_numpy() / bsa_ref - 1.0) if "bsa_m2" in pop.covariates else 0.0 * rel_w
     cols = {}
     for name in EventArrays._fields:
         stacked = np.stack([t[0][name] for t in tabs])[which]
-        if name in ("jump_amount", "inf_amount"):
+        if name in SIZED_AMOUNTS:
             kw = np.stack([t[1][name] for t in tabs])[which]
             kb = np.stack([t[2][name] for t in tabs])[which]
             stacked = stacked * (1.0 + kw * rel_w[:, None] + kb * rel_b[:, None])

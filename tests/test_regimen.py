@@ -11,6 +11,7 @@ import pytest
 from engine_models import M1_DAY, M2
 from qsp import Covariates, Dose, InputError, Regimen, regimen_to_events, stack_events
 from qsp.events import events_in_time_unit
+from qsp.simulate import dose_inputs
 
 
 def raises_naming(field, fn, *args, **kw):
@@ -42,8 +43,10 @@ def test_infusion_without_duration():
     raises_naming("duration", Dose, 0.0, 10.0, "ug/day", "IV_continuous")  # a rate without a duration
 
 
-def test_duration_not_allowed_for_bolus_or_sc():
-    raises_naming("duration", Dose, 0.0, 10.0, "mg", "SC", duration=1.0)
+def test_duration_not_allowed_for_bolus_or_premedication():
+    raises_naming("duration", Dose, 0.0, 10.0, "mg", "IV_bolus", duration=1.0)
+    raises_naming("duration", Dose, 0.0, 10.0, "mg", "premed_dex", duration=1.0)
+    assert Dose(0.0, 10.0, "mg", "SC", duration=1.0).is_infusion  # zero-order input into the depot
     raises_naming("duration", Dose, 0.0, 10.0, "mg", "IV_infusion", duration=0.0)
     raises_naming("duration", Dose, 0.0, 10.0, "mg", "IV_infusion", duration=-2.0)
 
@@ -226,8 +229,11 @@ def test_reset_events_and_infusion_truncation():
     assert list(ev.jump_reset) == [True, True, False]
     np.testing.assert_allclose(ev.jump_time, [4.0, 6.0, 6.0])
     np.testing.assert_allclose(ev.jump_amount, [0.0, 0.0, 5.0])
-    # the infusion running at the first reset stops there, with the amount delivered so far
-    assert ev.inf_duration[0] == pytest.approx(4.0) and ev.inf_amount[0] == pytest.approx(4.0)
+    # the infusion running at the first reset stops there (its window ends at the reset), with the amount
+    # delivered so far
+    assert ev.inf_until[0] == pytest.approx(4.0) and ev.inf_duration[0] == pytest.approx(10.0)
+    _, _, i0, i1, rate = dose_inputs(M2, M2.params(), ev)
+    assert float(i1[0]) == pytest.approx(4.0) and float(rate[0]) * (float(i1[0]) - float(i0[0])) == pytest.approx(4.0)
 
 
 def test_stack_events_pads_to_common_length():

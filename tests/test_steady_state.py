@@ -88,6 +88,10 @@ CASES = {
     # name: (Dose keywords, parameters, reference keywords)
     "depot-bolus-F-lag": (dict(amount=100.0, route="SC", ii=12.0, addl=2), dict(F=0.7, ALAG=1.5),
                           dict(amount=100.0, into="depot", f=0.7, lag=1.5)),
+    "central-bolus-lag-equal-to-II": (dict(amount=100.0, route="IV_bolus", ii=12.0), dict(ALAG2=12.0),
+                                      dict(amount=100.0, into="central", lag=12.0)),
+    "central-bolus-lag-twice-II": (dict(amount=100.0, route="IV_bolus", ii=12.0, addl=1), dict(ALAG2=24.0),
+                                   dict(amount=100.0, into="central", lag=24.0)),
     "central-bolus-F2-lag-longer-than-II": (dict(amount=100.0, route="IV_bolus", ii=12.0), dict(F2=0.6, ALAG2=13.0),
                                             dict(amount=100.0, into="central", f=0.6, lag=13.0)),
     "central-infusion-rate-kept-F2": (dict(amount=100.0, route="IV_infusion", duration=4.0, ii=12.0),
@@ -107,8 +111,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("method", ["closed_form", "iterate"])
-@pytest.mark.parametrize("name", list(CASES))
+FAST_ITERATE = ("depot-bolus-F-lag", "central-infusion-II-shorter-than-duration")  # the rest: slow (compiles)
+RUNS = [pytest.param(n, "closed_form", id=f"{n}-closed_form") for n in CASES] + \
+    [pytest.param(n, "iterate", id=f"{n}-iterate", marks=() if n in FAST_ITERATE else pytest.mark.slow)
+     for n in CASES]
+
+
+@pytest.mark.parametrize("name, method", RUNS)
 def test_ss1_matches_superposition(name, method):
     dose_kw, params, ref_kw = CASES[name]
     reg = Regimen((Dose(24.0, unit="mg", ss=1, **dose_kw),), time_unit="h")
@@ -178,8 +187,16 @@ def test_f_and_lag_per_compartment_on_plain_doses():
     ref = reference_cp(ts, dose_times=[0.0], amount=100.0, into="central", f=0.4, lag=1.0) + \
         reference_cp(ts, dose_times=[0.0], amount=50.0, into="depot", f=0.9, lag=2.0)
     _close(r["CP"], ref)
+    # a dose sent to another compartment takes that compartment's F and lag (here F2/ALAG2, not the SC route's)
+    moved = Regimen((Dose(0.0, 100.0, "mg", "SC", compartment="central"),), time_unit="h")
+    r = simulate(M1, moved, ts, {**P, "F": 0.9, "ALAG": 2.0, "F2": 0.4, "ALAG2": 1.0}, **TIGHT)
+    _close(r["CP"], reference_cp(ts, dose_times=[0.0], amount=100.0, into="central", f=0.4, lag=1.0))
     with pytest.raises(InputError, match="given twice"):
         simulate(M1, reg, ts, {**P, "F": 0.5, "F1": 0.5})
+    # per-patient values under the alias name are used too
+    one = Regimen((Dose(0.0, 50.0, "mg", "SC"),), time_unit="h")
+    r = simulate(M1, one, ts, {**P, "F1": np.array([0.5, 1.0])})
+    assert np.allclose(r["CP"][0], 0.5 * r["CP"][1], rtol=1e-6)
 
 
 @pytest.mark.parametrize("keep", ["rate", "duration"])
@@ -222,6 +239,9 @@ def test_ss_round_trip_through_nonmem():
     assert list(df["RATE"]) == [0.0, -2.0, 4.0]
     back = read_nonmem(df, M1)
     assert back.subjects[0].regimen == reg
+    assert "D2" not in back.covariate_names  # a modelled duration, not a covariate
+    again = to_nonmem(back, M1)  # and written back once more
+    assert list(again["D2"].dropna()) == [2.0] and list(again["SS"].dropna()) == [1, 2, 1]
 
 
 def test_2cmt_closed_form_equals_iteration_and_gradients():
@@ -242,9 +262,20 @@ def test_2cmt_closed_form_equals_iteration_and_gradients():
         return ys[2, 1]
 
     for method in ("closed_form", "iterate"):
-        g = jax.grad(cp_at)(2.0, method)
+        g = jax.grad(cp_at, argnums=0)(2.0, method)
         fd = (cp_at(2.0 + 1e-5, method) - cp_at(2.0 - 1e-5, method)) / 2e-5
         assert abs(g - fd) <= 1e-5 * abs(fd), (method, g, fd)
+
+
+def test_forward_mode_through_an_iterated_steady_state_is_refused():
+    reg = Regimen((Dose(24.0, 100.0, "mg", "IV_bolus", ii=12.0, ss=1),), time_unit="h")
+    ev = regimen_to_events(M1, reg)
+    cfg = SolverConfig(adjoint="forward", ss_method="iterate")
+    with pytest.raises(InputError, match="adjoint"):
+        jax.jacfwd(lambda cl: solve_events(M1, cfg, {**M1.params(P), "CL": cl}, ev, jnp.asarray([30.0]))[0])(2.0)
+    cfg = SolverConfig(adjoint="forward", ss_method="closed_form")  # the closed form has forward derivatives
+    jac = jax.jacfwd(lambda cl: solve_events(M1, cfg, {**M1.params(P), "CL": cl}, ev, jnp.asarray([30.0]))[0])(2.0)
+    assert np.all(np.isfinite(np.asarray(jac)))
 
 
 def test_ss_status_when_not_converged_or_lag_past_the_tails():
@@ -255,6 +286,7 @@ def test_ss_status_when_not_converged_or_lag_past_the_tails():
     assert int(r.status) == STATUS_SS_TAILS
 
 
+@pytest.mark.slow
 def test_tce_model_numerical_steady_state_is_periodic():
     # the TCE model is nonlinear: the steady state is iterated (NONMEM's empirical method); at convergence the
     # state one interval later, just after the next dose, repeats the state just after the SS dose. (The card's

@@ -367,7 +367,8 @@ def read_nonmem(source, model: Model, *, time_unit: str = "h", params: Mapping[s
 
     ncol = len(canon)
     col = {n: i for i, n in enumerate(canon)}
-    covariate_names = tuple(n for n in canon if n not in RESERVED_COLUMNS)
+    # R<n>/D<n> data items are modelled rates/durations of RATE -1/-2 doses, not covariates
+    covariate_names = tuple(n for n in canon if n not in RESERVED_COLUMNS and not _is_modelled_name(n))
 
     # --- per-row fields -------------------------------------------------------------------------
     recs = []
@@ -660,9 +661,6 @@ def _ss_errors(r, ln, amt, rate, ii, addl, ss) -> list[InputError]:
     if rate != 0 and addl != 0:
         out.append(_err(r, ln, "ADDL", f"a steady-state infusion (SS={ss}, RATE={_fmt(rate)}) takes ADDL=0 "
                         f"(NONMEM), got ADDL={addl}; give the following doses as their own records"))
-    if amt == 0 and rate < 0:
-        out.append(_err(r, ln, "AMT", f"a steady-state dose with a modelled rate or duration (RATE={_fmt(rate)}) "
-                        "needs a positive AMT"))
     return out
 
 
