@@ -5,7 +5,11 @@ The solver sees two fixed-shape groups of events per patient (a pytree, so patie
 * **jumps** (bolus doses and NONMEM resets): ``time``, ``amount`` (model amount unit, before F),
   ``state`` (index), ``route`` (index into the model's routes, for F and lag), ``reset`` (bool),
   ``mask`` (False for padding);
-* **infusions**: ``start``, ``duration``, ``amount`` (total, before F), ``state``, ``route``, ``mask``.
+* **infusions**: ``start``, ``duration``, ``amount`` (total, before F), ``state``, ``route``, ``mask``,
+  ``keep_rate`` (NONMEM's rule for F);
+* both carry a window ``from``/``until``: the next reset or SS=1 record cancels what is pending;
+* **steady-state records** (``ss_*``, NONMEM SS=1/2): each record's dose, interval and route, for
+  :mod:`qsp.steady_state`; its state-setting jump is the jump with ``jump_ss`` = its row.
 
 Times are in the model's time unit. Padding rows have ``mask=False`` and are ignored by the solver,
 so regimens of different lengths run in one batched call (:func:`stack_events`).
@@ -75,11 +79,11 @@ class EventArrays(NamedTuple):
 FILLS = dict(jump_time=0.0, jump_amount=0.0, jump_state=0, jump_route=0, jump_reset=False, jump_mask=False,
              inf_start=0.0, inf_duration=1.0, inf_amount=0.0, inf_state=0, inf_route=0, inf_mask=False,
              jump_from=-np.inf, jump_until=np.inf, inf_from=-np.inf, inf_until=np.inf, inf_keep_rate=True,
-             jump_ss=-1, jump_tail=0, jump_ii=1.0, ss_mode=1, ss_ii=1.0, ss_amount=0.0, ss_duration=0.0, ss_keep_rate=True, ss_state=0,
-             ss_route=0, ss_mask=False)
+             jump_ss=-1, jump_tail=0, jump_ii=1.0, ss_mode=1, ss_ii=1.0, ss_amount=0.0, ss_duration=0.0,
+             ss_keep_rate=True, ss_state=0, ss_route=0, ss_mask=False)
 DTYPES = dict(jump_state=np.int32, jump_route=np.int32, jump_reset=bool, jump_mask=bool, inf_state=np.int32,
-              inf_route=np.int32, inf_mask=bool, inf_keep_rate=bool, jump_ss=np.int32, jump_tail=np.int32, ss_mode=np.int32,
-              ss_keep_rate=bool, ss_state=np.int32, ss_route=np.int32, ss_mask=bool)
+              inf_route=np.int32, inf_mask=bool, inf_keep_rate=bool, jump_ss=np.int32, jump_tail=np.int32,
+              ss_mode=np.int32, ss_keep_rate=bool, ss_state=np.int32, ss_route=np.int32, ss_mask=bool)
 
 
 def field_group(name: str) -> str:
@@ -250,7 +254,8 @@ def events_in_time_unit(ev: EventArrays, src: str, dst: str) -> EventArrays:
     """Rescale event times, durations and intervals between time units (a constant infusion's rate too)."""
     f = time_factor(src, dst)
     const = np.isinf(np.asarray(ev.ss_duration))
-    return ev._replace(jump_time=ev.jump_time * f, jump_ii=ev.jump_ii * f, inf_start=ev.inf_start * f, inf_duration=ev.inf_duration * f,
+    return ev._replace(jump_time=ev.jump_time * f, jump_ii=ev.jump_ii * f, inf_start=ev.inf_start * f,
+                       inf_duration=ev.inf_duration * f,
                        jump_from=ev.jump_from * f, jump_until=ev.jump_until * f, inf_from=ev.inf_from * f,
                        inf_until=ev.inf_until * f, ss_ii=ev.ss_ii * f, ss_duration=ev.ss_duration * f,
                        inf_amount=np.where(np.isinf(np.asarray(ev.inf_duration)), ev.inf_amount / f, ev.inf_amount),
