@@ -319,3 +319,31 @@ def test_malformed_ss_doses_are_refused():
     with pytest.raises(InputError) as e:
         Dose(0.0, 10.0, "mg", "IV_bolus", 2.0)
     assert e.value.field == "duration"
+
+
+def test_dataset_ordering_evid4_with_ss_and_addl_and_lagged_dose_at_an_observation():
+    # EVID 4 (reset and dose) with SS=1 and ADDL into the central compartment, ALAG2 = 2 h: an observation row before
+    # the record at its TIME is the pre-record value, one after it the steady state before the lagged dose enters;
+    # an observation at exactly TIME + ALAG sees the dose (it has entered); ADDL continues the pattern.
+    from qsp.io.nonmem import read_nonmem
+    from qsp.simulate import simulate as sim
+
+    text = ("ID,TIME,AMT,EVID,CMT,II,ADDL,SS,MDV,DV\n"
+            "1,0,30,1,2,.,.,.,1,.\n"
+            "1,10,.,0,.,.,.,.,0,.\n"
+            "1,10,100,4,2,12,1,1,1,.\n"
+            "1,10,.,0,.,.,.,.,0,.\n"
+            "1,12,.,0,.,.,.,.,0,.\n"
+            "1,20,.,0,.,.,.,.,0,.\n"
+            "1,24,.,0,.,.,.,.,0,.\n"
+            "1,40,.,0,.,.,.,.,0,.\n")
+    ds = read_nonmem(io.StringIO(text), M1)
+    s = ds.subjects[0]
+    r = sim(M1, s.regimen, s.times, {**P, "ALAG2": 2.0}, times_left=s.left, **TIGHT)
+    obs = r["CP"][s.evid == 0]
+    before = reference_cp([10.0], dose_times=[0.0], amount=30.0, into="central", lag=2.0)[0]
+    pattern = reference_cp([10.0, 12.0, 20.0, 24.0, 40.0], dose_times=ss_dose_times(10.0, 12.0, 1), amount=100.0,
+                           into="central", lag=2.0)
+    _close(obs, [before, *pattern])
+    # the observation at 12 h (= 10 + ALAG2) is after the lagged dose: the trough plus the dose
+    assert obs[2] - obs[1] * math.exp(-0.1 * 2.0) == pytest.approx(100.0 / P["V"], rel=1e-8)

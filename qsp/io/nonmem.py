@@ -13,11 +13,13 @@ CMT     compartment number, mapped by the model's ``cmt`` table to (state, route
 RATE    0 bolus; > 0 zero-order infusion of AMT over AMT/RATE; -1 / -2 rate / duration modelled
 II      interdose interval of the additional doses
 ADDL    number of additional doses (every II after this one)
+SS      steady state: 0 no, 1 reset + steady state, 2 steady state added (optional)
 MDV     missing dependent variable (1 on dose/other rows)
 DV      observed value (``.`` = missing)
 ======  ==========================================================================================
 
-plus any other columns, kept as covariates (``WT``, ``AGE``, ...). The file is comma separated, or
+plus any other columns, kept as covariates (``WT``, ``AGE``, ...; ``R<n>``/``D<n>`` are modelled rates and
+durations). The file is comma separated, or
 whitespace separated when the header has no comma. ``.`` and empty cells mean "not given": 0 for AMT,
 RATE, II, ADDL, a default for EVID/MDV/CMT, missing for DV. Lines starting with ``#`` are comments.
 
@@ -44,11 +46,14 @@ Conversion to regimens (one :class:`~qsp.regimen.Regimen` per ID, in the dataset
 * A dose into CMT ``n`` with ``model.cmt[n] = (state, route)`` becomes ``Dose(route=route)``, with
   ``Dose.cmt = state`` only when the state differs from the route's default state. AMT is taken in the
   model's amount unit (``mg`` for the PK models: 1:1).
-* ``RATE > 0`` (or ``-1``/``-2`` with ``R<n>``/``D<n>`` given by the caller): a zero-order infusion,
-  route ``IV_infusion`` into that state, duration ``AMT/RATE`` (or ``D<n>``, or ``AMT/R<n>``). Zero-order
-  input into a compartment whose route has a bioavailability or a lag (the SC depot) is rejected: the
-  engine applies F and ALAG to the SC route only, so NONMEM's F1/ALAG1 on such an infusion could not be
-  honoured; give the infusion into the central compartment instead.
+* ``RATE > 0``: a zero-order input of AMT over AMT/RATE into that compartment (the depot too), rate kept when
+  the compartment's F is not 1 (NONMEM: F changes the duration); ``RATE = -1`` with ``R<n>``: rate ``R<n>`` kept;
+  ``RATE = -2`` with ``D<n>``: duration ``D<n>`` kept, F scales the rate. ``R<n>``/``D<n>`` come from the caller's
+  ``params`` or from a data column of that name (not a covariate).
+* ``SS`` (0, 1, 2): a steady-state dose (:mod:`qsp.steady_state`): ``SS=1`` resets and sets the steady state of
+  the dose every II (what earlier records still have pending is cancelled), ``SS=2`` adds it to the current state;
+  ``SS>0, AMT=0, RATE>0, II=0`` is a constant infusion at steady state. Malformed SS records (no II, ADDL on a
+  steady-state infusion, II on a constant infusion, SS on a non-dose row, SS=3) are refused naming row and field.
 * II and ADDL are kept on the dose (the engine expands them).
 * EVID 3 (reset) becomes ``Dose(amount=0, reset=True)`` on a route without lag. EVID 4 (reset and dose)
   becomes that reset followed by an ordinary dose at the same time: this is NONMEM's meaning (the system
