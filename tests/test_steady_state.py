@@ -244,27 +244,32 @@ def test_ss_round_trip_through_nonmem():
     assert list(again["D2"].dropna()) == [2.0] and list(again["SS"].dropna()) == [1, 2, 1]
 
 
-def test_2cmt_closed_form_equals_iteration_and_gradients():
-    m2 = pk_model("pk-2cmt")
-    p = dict(CL=2.0, V1=20.0, Q=1.5, V2=40.0, KA=0.8, F=0.8, ALAG=0.7)
-    reg = Regimen((Dose(24.0, 100.0, "mg", "SC", ii=12.0, addl=1, ss=1),), time_unit="h")
-    ts = np.array([24.0, 25.0, 30.0, 40.0])
-    a = simulate(m2, reg, ts, p, **TIGHT, ss_method="closed_form")
-    b = simulate(m2, reg, ts, p, **TIGHT, **ITER)
+M2 = pk_model("pk-2cmt")
+P2 = dict(CL=2.0, V1=20.0, Q=1.5, V2=40.0, KA=0.8, F=0.8, ALAG=0.7)
+REG2 = Regimen((Dose(24.0, 100.0, "mg", "SC", ii=12.0, addl=1, ss=1),), time_unit="h")
+TS2 = np.array([24.0, 25.0, 30.0, 40.0])
+
+
+def _cp2(cl, method):
+    cfg = SolverConfig(rtol=1e-10, atol=1e-12, ss_method=method, ss_rtol=1e-12, ss_atol=1e-14)
+    ys, status, _, _ = solve_events(M2, cfg, {**M2.params(P2), "CL": cl}, regimen_to_events(M2, REG2),
+                                    jnp.asarray(TS2))
+    return ys[2, 1]
+
+
+def test_2cmt_closed_form_equals_iteration():
+    a = simulate(M2, REG2, TS2, P2, **TIGHT, ss_method="closed_form")
+    b = simulate(M2, REG2, TS2, P2, **TIGHT, **ITER)
     _close(a["CP"], b["CP"], rel=1e-8)
 
-    ev = regimen_to_events(m2, reg)
-    params = m2.params(p)
 
-    def cp_at(cl, method):
-        cfg = SolverConfig(rtol=1e-10, atol=1e-12, ss_method=method, ss_rtol=1e-12, ss_atol=1e-14)
-        ys, status, _, _ = solve_events(m2, cfg, {**params, "CL": cl}, ev, jnp.asarray(ts))
-        return ys[2, 1]
-
-    for method in ("closed_form", "iterate"):
-        g = jax.grad(cp_at, argnums=0)(2.0, method)
-        fd = (cp_at(2.0 + 1e-5, method) - cp_at(2.0 - 1e-5, method)) / 2e-5
-        assert abs(g - fd) <= 1e-5 * abs(fd), (method, g, fd)
+@pytest.mark.parametrize("method", ["closed_form", pytest.param("iterate", marks=pytest.mark.slow)])
+def test_steady_state_gradient_matches_finite_differences(method):
+    # closed form: through the matrix exponentials; iterated: the implicit gradient at the fixed point
+    f = jax.jit(_cp2, static_argnums=1)
+    g = jax.jit(jax.grad(_cp2), static_argnums=1)(2.0, method)
+    fd = (f(2.0 + 1e-5, method) - f(2.0 - 1e-5, method)) / 2e-5
+    assert abs(g - fd) <= 1e-5 * abs(fd), (method, g, fd)
 
 
 def test_forward_mode_through_an_iterated_steady_state_is_refused():
@@ -273,7 +278,13 @@ def test_forward_mode_through_an_iterated_steady_state_is_refused():
     cfg = SolverConfig(adjoint="forward", ss_method="iterate")
     with pytest.raises(InputError, match="adjoint"):
         jax.jacfwd(lambda cl: solve_events(M1, cfg, {**M1.params(P), "CL": cl}, ev, jnp.asarray([30.0]))[0])(2.0)
-    cfg = SolverConfig(adjoint="forward", ss_method="closed_form")  # the closed form has forward derivatives
+
+
+@pytest.mark.slow
+def test_forward_mode_through_the_closed_form_steady_state():
+    reg = Regimen((Dose(24.0, 100.0, "mg", "IV_bolus", ii=12.0, ss=1),), time_unit="h")
+    ev = regimen_to_events(M1, reg)
+    cfg = SolverConfig(adjoint="forward", ss_method="closed_form")
     jac = jax.jacfwd(lambda cl: solve_events(M1, cfg, {**M1.params(P), "CL": cl}, ev, jnp.asarray([30.0]))[0])(2.0)
     assert np.all(np.isfinite(np.asarray(jac)))
 

@@ -100,8 +100,11 @@ def test_batch_of_regimens_and_a_failing_patient():
     regs = [random_regimen(rng) for _ in range(5)]
     ts = np.linspace(0, 200, 101)
     cl = np.array([0.3, 0.2, np.nan, 0.5, 0.4])  # patient 3: a non-finite clearance fails, the rest complete
-    a = qsp.simulate(pk, regs, ts, {**PK, "CL": cl}, **TIGHT)
-    b = qsp.simulate(pk, regs, ts, {**PK, "CL": cl}, **TIGHT, loop="whole")
+    # max_steps well above what the healthy patients need (a few thousand) but not 200,000: the failing patient
+    # runs to the limit, on both paths
+    tight = dict(TIGHT, max_steps=10_000)
+    a = qsp.simulate(pk, regs, ts, {**PK, "CL": cl}, **tight)
+    b = qsp.simulate(pk, regs, ts, {**PK, "CL": cl}, **tight, loop="whole")
     assert np.asarray(b.status).tolist()[2] != 0 and [s for i, s in enumerate(np.asarray(b.status)) if i != 2] == [0] * 4
     ok = np.asarray(b.status) == 0
     assert _rel(np.asarray(a.outputs["CP"])[ok], np.asarray(b.outputs["CP"])[ok], 1e-9) <= 1e-7
