@@ -72,6 +72,27 @@ def test_round_trip(tmp_path):
     assert back.doses[0].time == 0.5 and back.doses[0].duration == pytest.approx(0.5 / 24)
 
 
+def test_steady_state_and_zero_order_sc_round_trip():
+    text = ("day,dose,unit,route,infusion_h,repeat_every_days,repeat_until_day,label,steady_state\n"
+            "1,48,mg,SC,,7,15,maintenance at steady state,1\n"
+            "20,10,mg,SC,6,,,zero-order into the depot,\n"
+            "22,5,mg,IV,2,7,,steady state added,2\n")
+    reg = read(text, until_day=22)
+    a, b, c = reg.doses
+    assert (a.ss, a.ii, a.addl) == (1, 7.0, 2) and b.duration == pytest.approx(0.25) and b.route == "SC"
+    assert (c.ss, c.ii, c.addl) == (2, 7.0, 0)
+    out = write_regimen_csv(reg)
+    assert out.splitlines()[0].endswith(",steady_state")
+    assert read(out) == reg
+    # bad values, each naming the field
+    for row, msg in (("1,48,mg,SC,,,,x,1\n", "needs repeat_every_days"), ("1,48,mg,SC,,7,15,x,3\n", "0, 1 or 2"),
+                     ("1,48,mg,IV,2,7,15,x,1\n", "steady-state infusion")):
+        with pytest.raises(InputError) as ei:
+            read(text.splitlines()[0] + "\n" + row)
+        assert msg in str(ei.value), str(ei.value)
+        assert ei.value.field in ("steady_state", "repeat_until_day"), str(ei.value)
+
+
 def test_writer_rejects_what_the_table_cannot_hold():
     with pytest.raises(InputError, match="resets"):
         regimen_to_table(Regimen((Dose(0.0, 1.0, reset=True),)))
@@ -106,8 +127,6 @@ ROW_ERRORS = [
     ("1,1,mg,iv,,7,29,\n", "infusion_h", "route IV needs infusion_h (hours); write IV_bolus for a bolus"),
     ("1,1,mg,IV_bolus,2,,,\n", "infusion_h", "takes no infusion_h (use IV for an IV infusion)"),
     ("1,1,mg,bolus,0.5,,,\n", "infusion_h", "takes no infusion_h"),
-    ("1,1,mg,SC,2,,,\n", "infusion_h", "takes no infusion_h"),
-    ("1,1,mg,IP,2,,,\n", "infusion_h", "takes no infusion_h"),
     ("1,1,mg,IV,0,,,\n", "infusion_h", "positive"),
     ("1,1,mg,IV,abc,,,\n", "infusion_h", "not a number"),
     ("1,1,mg,IV,200,7,30,\n", "infusion_h", "longer than the interdose interval"),

@@ -14,10 +14,15 @@ column                 meaning
                        without ``infusion_h`` is an error, not a bolus); ``IV_bolus`` (an instantaneous IV
                        injection, written explicitly; ``bolus`` is accepted too); ``IV_continuous`` (needs
                        ``infusion_h``); ``IP``; ``IV_infusion`` is accepted as a synonym of ``IV``
-``infusion_h``         infusion duration in hours (``IV``/``IV_infusion`` and ``IV_continuous`` only)
+``infusion_h``         infusion duration in hours (``IV``/``IV_infusion`` and ``IV_continuous``; on ``SC``/``IP``
+                       a zero-order input into the depot over that time)
 ``repeat_every_days``  repeat the dose every N days ...
 ``repeat_until_day``   ... up to and including this day (NONMEM II/ADDL). Without it, the caller's horizon
                        ``until_day`` applies (label maintenance doses "until progression").
+``steady_state``       optional: 1 = the patient is at steady state of this dose given every
+                       ``repeat_every_days`` (reset first; NONMEM SS=1), 2 = that steady state added to the
+                       current state (SS=2); blank or 0 = an ordinary dose. The repeats up to
+                       ``repeat_until_day`` continue the pattern (NONMEM ADDL); a steady-state infusion takes none
 ``label`` / ``note``   free text, kept as the dose label
 =====================  ==================================================================================
 
@@ -61,7 +66,7 @@ TABLE_ROUTES = ("SC", "IV", "IV_bolus", "IV_continuous", "IP", "IV_infusion")
 _ROUTES_ALLOWED = f"{', '.join(TABLE_ROUTES)} (bolus = IV_bolus)"
 _REQUIRED = ("day", "dose", "unit", "route")
 _DOSE_FIELDS = {"time": "day", "amount": "dose", "unit": "unit", "route": "route", "duration": "infusion_h",
-                "ii": "repeat_every_days", "addl": "repeat_until_day"}
+                "ii": "repeat_every_days", "addl": "repeat_until_day", "ss": "steady_state"}
 
 
 def default_label_table():
@@ -226,11 +231,16 @@ def _parse_dose_rows(recs: list[dict], *, until_day: float | None, day_origin: f
             elif route in ("IV_infusion", "IV_continuous") and no_duration:
                 errors.append(_err(r, ln, "infusion_h", f"route {rec['route']} is an infusion and needs infusion_h "
                                    "(hours)"))
-            if route in ("SC", "IP", "IV_bolus") and inf_h is not None:
+            if route == "IV_bolus" and inf_h is not None:
                 errors.append(_err(r, ln, "infusion_h", f"route {rec['route']} takes no infusion_h (use IV for an "
                                    "IV infusion)"))
         if until is not None and every is None and _blank(rec.get("repeat_every_days")):
             errors.append(_err(r, ln, "repeat_until_day", "repeat_until_day needs repeat_every_days"))
+        ss = _number(rec, "steady_state", errors, nonneg=True)
+        if ss is not None and ss not in (0.0, 1.0, 2.0):
+            errors.append(_err(r, ln, "steady_state", f"must be 0, 1 or 2 (NONMEM SS), got {rec.get('steady_state')}"))
+        elif ss and every is None and _blank(rec.get("repeat_every_days")):
+            errors.append(_err(r, ln, "steady_state", "a steady-state dose needs repeat_every_days (its interval)"))
         if until is not None and day is not None and until < day:
             errors.append(_err(r, ln, "repeat_until_day", f"repeat_until_day={_g(until)} is before the dose's "
                                f"day={_g(day)}"))
@@ -247,7 +257,7 @@ def _parse_dose_rows(recs: list[dict], *, until_day: float | None, day_origin: f
         label = rec.get("label", "") or rec.get("note", "") or ""
         try:
             d = Dose(day - origin, dose, unit, route, None if inf_h is None else inf_h / 24.0, ii=ii, addl=addl,
-                     label=label)
+                     label=label, ss=int(ss or 0))
         except InputError as e:
             fld = _DOSE_FIELDS.get(e.field, e.field or "row")
             errors.append(_err(r, ln, fld, str(e).removeprefix(f"{e.field}: ")))
@@ -324,8 +334,9 @@ def regimen_to_table(regimen: Regimen, *, day_origin: float = 1) -> pd.DataFrame
     reg = regimen.in_unit("day")
     rows = []
     for d in reg.doses:
-        if d.reset or d.cmt is not None:
-            raise InputError(f"dose at day {d.time + day_origin:g}: resets and explicit compartments cannot be "
+        if d.reset or d.cmt is not None or d.rate is not None or (d.is_infusion and d.keep != "rate"):
+            raise InputError(f"dose at day {d.time + day_origin:g}: resets, explicit compartments, constant "
+                             "infusions at steady state and infusions that keep their duration under F cannot be "
                              "written to a plain regimen table (use the NONMEM writer)", field="regimen")
         day = _sig12(d.time + day_origin)
         route = "IV" if d.route == "IV_infusion" else d.route  # IV_bolus stays IV_bolus: a bare IV needs infusion_h
@@ -333,8 +344,9 @@ def regimen_to_table(regimen: Regimen, *, day_origin: float = 1) -> pd.DataFrame
                          infusion_h=None if d.duration is None else _sig12(d.duration * 24.0),
                          repeat_every_days=d.ii if d.ii > 0 else None,
                          repeat_until_day=_sig12(day + d.addl * d.ii) if d.ii > 0 else None,
-                         label=d.label))
-    return pd.DataFrame(rows, columns=list(REGIMEN_COLUMNS))
+                         label=d.label, steady_state=d.ss))
+    cols = list(REGIMEN_COLUMNS) + (["steady_state"] if any(r["steady_state"] for r in rows) else [])
+    return pd.DataFrame(rows, columns=cols)
 
 
 def write_regimen_csv(regimen: Regimen, path=None, *, day_origin: float = 1) -> str:
@@ -342,7 +354,7 @@ def write_regimen_csv(regimen: Regimen, path=None, *, day_origin: float = 1) -> 
     df = regimen_to_table(regimen, day_origin=day_origin)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(REGIMEN_COLUMNS)
+    w.writerow(df.columns)
     for row in df.itertuples(index=False, name=None):
         w.writerow([_cell(v) for v in row])
     text = buf.getvalue()
