@@ -84,3 +84,17 @@ def test_version():
 
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0 and r.stdout.strip() == f"qsp {qsp.__version__}"
+
+
+def test_steady_state_regimen_file_reports_the_intervals_iterated(tmp_path):
+    # maintenance at steady state (NONMEM SS=1) on the TCE model: iterated, and the count is printed
+    f = tmp_path / "ss.csv"
+    f.write_text("day,dose,unit,route,repeat_every_days,repeat_until_day,steady_state\n1,1.5,mg/kg,SC,7,8,1\n")
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["simulate", "--drug", "teclistamab", "--regimen", str(f), "--days", "10", "--param",
+                            "CL=0.449", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "steady state:" in r.output and "dosing intervals iterated" in r.output
+    doses = pd.read_csv(out / "doses.csv")
+    # at steady state (time-independent clearance) the second dose's exposure repeats the first's
+    assert abs(doses["cmax_ug_per_ml"][1] / doses["cmax_ug_per_ml"][0] - 1) < 1e-3

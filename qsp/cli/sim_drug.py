@@ -166,8 +166,11 @@ def simulate_drug(drug: str, regimen: str | None, days: float | None, premed: st
     buf = io.BytesIO()
     plot_drug_run(run, buf)
     table = run.doses.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
+    n_ss = int(run.result.ss_intervals)
+    notes = (f"steady state: {n_ss} dosing intervals iterated to convergence (NONMEM's empirical method; "
+             "qsp.steady_state)") if n_ss else ""
     return {"timecourse.csv": _csv(run.timecourse), "doses.csv": _csv(run.doses), "timecourse.png": buf.getvalue(),
-            "_parameters": pset.describe(), "_table": table, "_warnings": warnings}
+            "_parameters": pset.describe(), "_table": table, "_warnings": warnings, "_notes": notes}
 
 
 def _dask_client(address: str):

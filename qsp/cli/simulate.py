@@ -244,6 +244,8 @@ def simulate(
         typer.echo(files["_parameters"])
     if "_table" in files:
         typer.echo(files["_table"])
+    if files.get("_notes"):
+        typer.echo(files["_notes"])
     typer.echo("wrote " + ", ".join(str(p) for p in sorted(written)))
     if files.get("_failed"):
         echo_error(files["_failed"], prefix="failed")
