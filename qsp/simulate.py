@@ -234,7 +234,7 @@ def solve_events_windows(model: Model, cfg: SolverConfig, params: Mapping, ev: E
     # at equal times a reset or SS record acts first (what an earlier record at that time had is cancelled by
     # its window), then the doses in record order (stable)
     b_setter = jnp.concatenate([(ev.jump_reset | (ev.jump_ss >= 0)) & ev.jump_mask, jnp.zeros(2 * ni, bool)])
-    order = jnp.lexsort((~b_setter, bp))
+    order = jax.lax.sort((bp, ~b_setter, jnp.arange(bp.shape[0])), num_keys=2, is_stable=True)[2]
     bp, b_amt, b_state, b_reset, b_ss = bp[order], b_amt[order], b_state[order], b_reset[order], b_ss[order]
 
     t_start = jnp.minimum(ts[0], bp[0])

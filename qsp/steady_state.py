@@ -207,10 +207,19 @@ def fixed_point(period, theta, y0, settings: SteadyStateSettings):
     def bwd(res, g):
         theta, y = res
         gy = g[0]
+        active = jnp.asarray(theta[-1])
         _, vjp_y = jax.vjp(lambda yy: period(yy, theta), y)
-        lam, _, _ = _iterate_map(lambda lam_: gy + vjp_y(lam_)[0], gy, settings, theta[-1])
+        # the cotangent's own fixed point, to a tolerance relative to its scale; NaN if it does not converge
+        scale = jnp.max(jnp.abs(gy)) + 1e-300
+        lam_settings = settings._replace(atol=settings.rtol * scale)
+        lam, _, ok = _iterate_map(lambda lam_: gy + vjp_y(lam_)[0], gy, lam_settings, active)
+        lam = jnp.where(ok | ~active, lam, jnp.nan)
         _, vjp_theta = jax.vjp(lambda th: period(y, th), theta)
-        return vjp_theta(lam)[0], jnp.zeros_like(y)
+        theta_bar = vjp_theta(lam)[0]
+        # an inactive record returns y0 unchanged: no dependence on theta, the identity in y0
+        theta_bar = jax.tree_util.tree_map(
+            lambda t: t if t.dtype == jax.dtypes.float0 else jnp.where(active, t, jnp.zeros_like(t)), theta_bar)
+        return theta_bar, jnp.where(active, jnp.zeros_like(y), gy)
 
     solve.defvjp(fwd, bwd)
     return solve(theta, y0)

@@ -85,12 +85,15 @@ def test_steady_state_and_zero_order_sc_round_trip():
     assert out.splitlines()[0].endswith(",steady_state")
     assert read(out) == reg
     # bad values, each naming the field
-    for row, msg in (("1,48,mg,SC,,,,x,1\n", "needs repeat_every_days"), ("1,48,mg,SC,,7,15,x,3\n", "0, 1 or 2"),
-                     ("1,48,mg,IV,2,7,15,x,1\n", "steady-state infusion")):
+    for row, fld, msg in (("1,48,mg,SC,,,,x,1\n", "steady_state", "needs repeat_every_days"),
+                          ("1,48,mg,SC,,7,15,x,3\n", "steady_state", "0, 1 or 2"),
+                          ("1,48,mg,IV,2,7,15,x,1\n", "repeat_until_day", "steady-state infusion does not repeat")):
         with pytest.raises(InputError) as ei:
             read(text.splitlines()[0] + "\n" + row)
-        assert msg in str(ei.value), str(ei.value)
-        assert ei.value.field in ("steady_state", "repeat_until_day"), str(ei.value)
+        assert msg in str(ei.value) and ei.value.field == fld, str(ei.value)
+    # a steady-state infusion (also one longer than its interval) is not repeated up to the horizon
+    inf = read(text.splitlines()[0] + "\n1,5,mg,IV,200,7,,x,1\n", until_day=30).doses[0]
+    assert (inf.ss, inf.addl, inf.ii) == (1, 0, 7.0) and inf.duration == pytest.approx(200 / 24)
 
 
 def test_writer_rejects_what_the_table_cannot_hold():

@@ -286,7 +286,36 @@ def test_forward_mode_through_the_closed_form_steady_state():
     ev = regimen_to_events(M1, reg)
     cfg = SolverConfig(adjoint="forward", ss_method="closed_form")
     jac = jax.jacfwd(lambda cl: solve_events(M1, cfg, {**M1.params(P), "CL": cl}, ev, jnp.asarray([30.0]))[0])(2.0)
-    assert np.all(np.isfinite(np.asarray(jac)))
+    rev = jax.jacrev(lambda cl: solve_events(M1, SolverConfig(ss_method="closed_form"), {**M1.params(P), "CL": cl}, ev,
+                                             jnp.asarray([30.0]))[0])(2.0)
+    np.testing.assert_allclose(np.asarray(jac), np.asarray(rev), rtol=1e-8, atol=1e-12)
+    assert abs(float(np.asarray(jac)[0, 1])) > 0
+
+
+def test_fixed_point_implicit_gradient_on_an_affine_map():
+    # y -> A y + b(theta): y* = (I - A)^-1 b, dy*/dtheta exact; a bool leaf (active) and an int leaf in theta;
+    # an inactive record returns y0 and passes the cotangent to y0
+    from qsp.steady_state import SteadyStateSettings, fixed_point
+
+    A = jnp.array([[0.5, 0.1], [0.0, 0.3]])
+    settings = SteadyStateSettings(rtol=1e-14, atol=1e-16, max_intervals=500)
+
+    def period(y, theta):
+        c, k, _active = theta
+        return A @ y + c * jnp.array([1.0, 2.0]) * (k + 1)
+
+    def first(c, active):
+        y, n, ok = fixed_point(period, (c, jnp.asarray(1), active), jnp.zeros(2), settings)
+        return y[0]
+
+    exact = float(np.linalg.solve(np.eye(2) - np.asarray(A), np.array([2.0, 4.0]))[0])  # d y*_0 / dc
+    for fn in (jax.grad(first), jax.jit(jax.grad(first))):
+        assert float(fn(1.5, jnp.asarray(True))) == pytest.approx(exact, rel=1e-10)
+        assert float(fn(1.5, jnp.asarray(False))) == 0.0  # inactive: y* = y0, no dependence on c
+    both = jax.vmap(jax.grad(first), in_axes=(None, 0))(1.5, jnp.asarray([True, False]))
+    np.testing.assert_allclose(np.asarray(both), [exact, 0.0], rtol=1e-10)
+    y, n, ok = fixed_point(period, (1.5, jnp.asarray(1), jnp.asarray(True)), jnp.zeros(2), settings)
+    assert bool(ok) and int(n) > 10
 
 
 def test_ss_status_when_not_converged_or_lag_past_the_tails():

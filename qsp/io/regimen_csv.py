@@ -250,10 +250,17 @@ def _parse_dose_rows(recs: list[dict], *, until_day: float | None, day_origin: f
         if len(errors) > n0:
             continue
         addl, ii = 0, 0.0
+        ss_infusion = bool(ss) and inf_h is not None
+        if ss_infusion and until is not None and until > day:
+            errors.append(_err(r, ln, "repeat_until_day", "a steady-state infusion does not repeat (NONMEM: no ADDL "
+                               "on a steady-state infusion); leave repeat_until_day blank or equal to day and give "
+                               "later infusions their own rows"))
+            continue
         if every is not None:
             end = until if until is not None else until_day
             ii = every
-            addl = max(0, int(math.floor((end - day) / every + 1e-9)))
+            # a steady-state infusion is the pattern up to its day only: the horizon does not repeat it
+            addl = 0 if ss_infusion else max(0, int(math.floor((end - day) / every + 1e-9)))
         label = rec.get("label", "") or rec.get("note", "") or ""
         try:
             d = Dose(day - origin, dose, unit, route, None if inf_h is None else inf_h / 24.0, ii=ii, addl=addl,
