@@ -2,12 +2,14 @@
 
 Draws ``--states`` random (total drug, CD3 and target receptor totals, soluble target, tissue pool, affinities,
 cross-linking factor, partition) log-uniformly over ranges wider than any card and any trajectory reaches, solves
-the free drug with the engine's fixed ``N_NEWTON`` iterations (and with ``--iterations`` others), and compares
-with a reference from bisection in log D on the same monotone balance (200 halvings: exact to round-off).
-Reports the worst relative error of the free drug and the median time of one batched solve (vmapped, jitted;
-compile apart).
+the free drug with fixed Newton iteration counts (``--iterations``) and with the engine's setting (``0``: Newton
+until the step in log D is below ``NEWTON_TOL``, at most ``NEWTON_MAX`` iterations), and compares with a reference
+from bisection in log D on the same monotone balance (200 halvings: exact to round-off). Reports the worst relative
+error of the free drug, the median time of one batched solve (vmapped, jitted; compile apart) and, for the
+engine's setting, how many iterations each state needs on its own (under ``vmap`` a batch runs until its slowest
+state has converged).
 
-    python benchmarks/binding_solve.py --states 200000 --iterations 4,6,8 --json benchmarks/results/binding.json
+    python benchmarks/binding_solve.py --states 200000 --iterations 4,6,8,0 --json benchmarks/results/binding.json
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import qsp  # noqa: F401  (x64)
 import jax
 import jax.numpy as jnp
 
-from qsp.components.binding import N_NEWTON, _newton_free_drug, total_drug
+from qsp.components.binding import N_NEWTON, NEWTON_MAX, NEWTON_TOL, _newton_free_drug, total_drug
 
 RANGES = {  # log10 ranges
     "d_tot": (-8.0, 4.0), "r3_tot": (-4.0, 1.0), "rt_tot": (-5.0, 1.0), "s_tot": (-3.0, 2.0),
@@ -78,23 +80,39 @@ def solve(a: dict, n_iter: int, repeats: int) -> tuple[np.ndarray, float]:
     return np.asarray(out), statistics.median(runs)
 
 
+def iterations_needed(a: dict) -> np.ndarray:
+    """Per state, the iteration count at which the adaptive stop fires: the first k whose Newton step (the change of
+    log D from k - 1 to k fixed iterations) is at most NEWTON_TOL; NEWTON_MAX + 1 for a state not converged by then."""
+    prev = np.log(solve(a, 1, 1)[0])
+    need = np.full(prev.shape, NEWTON_MAX + 1)
+    for k in range(2, NEWTON_MAX + 1):
+        cur = np.log(solve(a, k, 1)[0])
+        need = np.where((need > NEWTON_MAX) & (np.abs(cur - prev) <= NEWTON_TOL), k, need)
+        prev = cur
+    return need
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--states", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--iterations", default=f"4,6,{N_NEWTON}", help="Newton iteration counts to compare")
+    ap.add_argument("--iterations", default=f"4,6,8,{N_NEWTON}",
+                    help="Newton iteration counts to compare (0: until converged, the engine's setting)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     states = draw(a.states, a.seed)
     ref = reference(states)
-    out = {"states": a.states, "seed": a.seed, "engine_iterations": N_NEWTON, "ranges_log10": RANGES, "solves": {}}
+    out = {"states": a.states, "seed": a.seed, "engine_iterations": N_NEWTON, "newton_tol": NEWTON_TOL,
+           "newton_max": NEWTON_MAX, "ranges_log10": RANGES, "solves": {}}
     for n_iter in sorted({int(x) for x in a.iterations.split(",")}):
         got, sec = solve(states, n_iter, a.repeats)
         rel = np.abs(got - ref) / ref
         out["solves"][str(n_iter)] = {"worst_rel_err": float(rel.max()), "p99_rel_err": float(np.quantile(rel, 0.99)),
                                       "states_above_1e-8": int((rel > 1e-8).sum()),
                                       "ns_per_state": 1e9 * sec / a.states}
+    need = iterations_needed(states)
+    out["iterations_needed"] = {str(k): int((need == k).sum()) for k in range(1, NEWTON_MAX + 2)}
     text = json.dumps(out, indent=2)
     print(text)
     if a.json:

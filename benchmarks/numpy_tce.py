@@ -11,7 +11,7 @@ and in the same order (so that the two agree to round-off):
 * :mod:`qsp.components.pk` -- SC/IP depot and 1-/2-compartment linear disposition with CL(t),
   clearing the free drug (the QE hook) and scaled by the ADA clearance factor;
 * :mod:`qsp.components.binding` -- :class:`~qsp.components.binding.BindingQE` and
-  :func:`~qsp.components.binding.solve_free_drug` (Newton in log D, ``N_NEWTON`` fixed iterations from
+  :func:`~qsp.components.binding.solve_free_drug` (Newton in log D until the step is below ``NEWTON_TOL``, at most ``NEWTON_MAX`` iterations, from
   the sink-only solution; the Newton slope here is the analytic derivative instead of ``jax.jvp``);
 * :mod:`qsp.components.tcells`, :mod:`qsp.components.targets`, :mod:`qsp.components.cytokines`
   (IL-6 quasi-steady state, monocytes, dexamethasone) and :mod:`qsp.components.ada`.
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from qsp.components.binding import N_NEWTON, NM_PER_CELL_RECEPTOR
+from qsp.components.binding import N_NEWTON, NEWTON_MAX, NEWTON_TOL, NM_PER_CELL_RECEPTOR
 from qsp.components.tcells import RAMP_DELTA
 
 _exp, _log, _sqrt = math.exp, math.log, math.sqrt
@@ -80,7 +80,7 @@ def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool=0.0, ks
     a_x = 1.0 / kd3
     b_x = 1.0 / kdt
     c_x = chi / (kd3 * kdt)
-    for _ in range(n_iter):
+    for _ in range(n_iter if n_iter else NEWTON_MAX):
         d = _exp(u)
         # total_drug(d) and its derivative in d (the trimer quadratic's small root, cancellation-free).
         x = kp * d
@@ -111,6 +111,8 @@ def free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool=0.0, ks
         elif step < -5.0:
             step = -5.0
         u = u - step
+        if not n_iter and abs(step) <= NEWTON_TOL:  # the engine's rule (n_iter 0): stop once the step is small
+            break
     free = _exp(u)
     if free > d_tot:
         free = d_tot

@@ -89,3 +89,46 @@ def test_qe_agrees_with_full_kinetics_with_a_tissue_pool():
         a, b = rq[name][1:], rf[name][1:]
         rel = np.abs(a - b) / np.maximum(np.abs(a), 1e-12)
         assert rel.max() < 0.01, (name, rel.max())
+
+
+def test_adaptive_newton_converges_on_random_hard_states_under_vmap():
+    """The engine's stopping rule (step in log D <= NEWTON_TOL) against the bisection root, on random states far
+    outside the cards (the wide ranges of benchmarks/binding_solve.py), batched: every lane converges."""
+    import jax
+
+    from qsp.components.binding import N_NEWTON, NEWTON_MAX
+
+    assert N_NEWTON == 0  # the engine iterates to convergence
+    rng = np.random.default_rng(7)
+    n = 2000
+    lg = lambda lo, hi: 10.0 ** rng.uniform(lo, hi, n)  # noqa: E731
+    a = [lg(-8, 4), lg(-4, 1), lg(-5, 1), lg(-3, 2) * (rng.random(n) > 0.3), lg(-1, 3), lg(-2, 2), lg(-2, 2),
+         lg(-1, 2), lg(-1.5, 0), lg(-3, 2) * (rng.random(n) > 0.3), lg(-1, 1.5)]
+    got = np.asarray(jax.jit(jax.vmap(solve_free_drug))(*map(jnp.asarray, a)))
+    ref = np.array([brentq(lambda lx: total_drug(np.exp(lx), *[v[i] for v in a[1:]]) - a[0][i],
+                           np.log(a[0][i]) - 80.0, np.log(a[0][i]), xtol=1e-15, rtol=1e-15) for i in range(200)])
+    assert np.max(np.abs(got[:200] / np.exp(ref) - 1.0)) < 1e-9
+    # every lane satisfies the balance to round-off, also those beyond the 200 checked by brentq
+    tot = np.asarray(jax.vmap(total_drug)(jnp.asarray(got), *map(jnp.asarray, a[1:])))
+    assert np.max(np.abs(tot / a[0] - 1.0)) < 1e-9
+    # a fixed count is still available (and 2 iterations are not enough for these states)
+    two = np.asarray(jax.vmap(lambda *x: solve_free_drug(*x, n_iter=2))(*map(jnp.asarray, a)))
+    assert np.max(np.abs(two / got - 1.0)) > 1e-6
+    assert NEWTON_MAX >= 8
+
+
+def test_adaptive_newton_keeps_implicit_derivatives():
+    """jax.grad of the converged solve equals the implicit-function derivative checked by central differences."""
+    import jax
+
+    args = (3.0, 0.06, 0.007, 10.7, 28.0, 0.18, 0.18, 2.0, 0.2, 0.0, 1.0)
+    g = jax.grad(lambda dt, s: solve_free_drug(dt, 0.06, 0.007, s, 28.0, 0.18, 0.18, 2.0, 0.2), argnums=(0, 1))
+    gd, gs = g(args[0], args[3])
+    h = 1e-5
+    fd_d = (solve_free_drug(args[0] + h, *args[1:]) - solve_free_drug(args[0] - h, *args[1:])) / (2 * h)
+    a_p, a_m = list(args), list(args)
+    a_p[3] += h
+    a_m[3] -= h
+    fd_s = (solve_free_drug(*a_p) - solve_free_drug(*a_m)) / (2 * h)
+    assert float(gd) == pytest.approx(float(fd_d), rel=1e-6)
+    assert float(gs) == pytest.approx(float(fd_s), rel=1e-6)

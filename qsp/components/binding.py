@@ -20,7 +20,8 @@ Quasi-equilibrium (QE) solve, exact and fast: for a given free drug D the recept
 one quadratic in the trimer, ``c T^2 - (c (R3+RT) + a b) T + c R3 RT = 0`` with ``a = 1 + D/KD_CD3``,
 ``b = 1 + D/KD_TAA``, ``c = CHI D/(KD_CD3 KD_TAA)``; its smaller root is taken in a cancellation-free
 form. The drug balance ``D + DR3 + DRT + TRI + DS = D_tot`` is then closed by Newton iterations in
-``log D`` (monotone in D), started from the exact solution with the soluble sink alone. This is the
+``log D`` (monotone in D), started from the exact solution with the soluble sink alone and stopped once the
+step is below ``NEWTON_TOL`` (:func:`solve_free_drug`). This is the
 one-unknown reduction measured in DESIGN.md.
 
 Full mass-action kinetics (:class:`BindingFull`) carries DR3, DRT, TRI, DS as states with
@@ -55,7 +56,9 @@ from ..model import Component, Output, Param, State
 
 AVOGADRO = 6.02214076e23
 NM_PER_CELL_RECEPTOR = 1e6 * 1e9 / AVOGADRO  # nM per (cell/uL * receptor/cell) = 1.66e-9
-N_NEWTON = 8
+N_NEWTON = 0  # the engine's setting: 0 = Newton until converged (NEWTON_TOL), at most NEWTON_MAX iterations
+NEWTON_MAX = 12
+NEWTON_TOL = 1e-6  # |Newton step in log D| below which the iteration stops: the error left is ~ step^2 (quadratic)
 
 
 def trimer_given_free(d, r3_tot, rt_tot, kd3, kdt, chi):
@@ -90,7 +93,15 @@ def total_drug(d, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0, pool=0.0, k
 
 def solve_free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0, pool=0.0, kss_pool=1.0,
                     n_iter: int = N_NEWTON):
-    """Free drug (nM) with ``total_drug(D) = d_tot``: QE solve (Newton in log D, fixed iterations).
+    """Free drug (nM) with ``total_drug(D) = d_tot``: QE solve (Newton in log D).
+
+    ``n_iter = 0`` (the engine's setting, :data:`N_NEWTON`): iterate until the Newton step in log D is at most
+    :data:`NEWTON_TOL` (1e-6; convergence is quadratic, so the relative error left is ~1e-12), at most
+    :data:`NEWTON_MAX` iterations; under ``vmap`` the batch iterates until its slowest state has converged.
+    Measured over 200,000 random states (``benchmarks/binding_solve.py``): worst relative error 3.3e-13; 74% of
+    the states stop after 2 iterations, none needs more than 7. On the teclistamab benchmark trajectories this
+    made a batched solve 1.25-1.3x faster than the former fixed 8 iterations. ``n_iter > 0``: exactly that many
+    iterations (the benchmark compares counts).
 
     Derivatives (forward and reverse mode) come from the implicit function theorem at the solution,
     ``dD = (d d_tot - dF/dtheta . dtheta) / (dF/dD)`` with ``F = total_drug``, not from differentiating
@@ -113,10 +124,25 @@ def _newton_free_drug(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, 
     def g(u_):
         return jnp.log(total_drug(jnp.exp(u_), r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool, kss_pool)) - log_dt
 
-    for _ in range(n_iter):
-        val, slope = jax.jvp(g, (u,), (jnp.ones_like(u),))
-        step = val / jnp.maximum(slope, 1e-12)
-        u = u - jnp.clip(step, -5.0, 5.0)
+    def newton_step(u_):
+        val, slope = jax.jvp(g, (u_,), (jnp.ones_like(u_),))
+        step = jnp.clip(val / jnp.maximum(slope, 1e-12), -5.0, 5.0)
+        return u_ - step, step
+
+    if n_iter:  # a fixed number of iterations (benchmarks/binding_solve.py compares counts)
+        for _ in range(n_iter):
+            u, _ = newton_step(u)
+    else:  # until the step is below NEWTON_TOL (under vmap: until every lane has converged), at most NEWTON_MAX
+        def cond(c):
+            i, _, step = c
+            return (i < NEWTON_MAX) & jnp.any(jnp.abs(step) > NEWTON_TOL)
+
+        def body(c):
+            i, u_, _ = c
+            u_, step = newton_step(u_)
+            return i + 1, u_, step
+
+        _, u, _ = jax.lax.while_loop(cond, body, (0, u, jnp.full_like(u, jnp.inf)))
     return jnp.minimum(jnp.exp(u), d_tot)
 
 
