@@ -92,6 +92,17 @@ def dose_windows(seg_t, dose_t):
     return jnp.searchsorted(dose_t, seg_t[:, 0], side="right") - 1
 
 
+def _window_cummax(win, xs):
+    """Running maximum of ``xs`` restarted wherever the window id ``win`` changes (windows are contiguous runs of
+    the nondecreasing ``win``): one associative scan over the samples."""
+    def combine(a, b):
+        wa, va = a
+        wb, vb = b
+        return wb, jnp.where(wa == wb, jnp.maximum(va, vb), vb)
+
+    return jax.lax.associative_scan(combine, (win, xs))[1]
+
+
 def per_dose_exposure(seg_t, seg_il6, il6_0, dose_t, dose_mask):
     """Per-dose peak and timing of a positive signal from the per-segment samples of one patient.
 
@@ -103,28 +114,40 @@ def per_dose_exposure(seg_t, seg_il6, il6_0, dose_t, dose_mask):
 
     Returns:
         dict of (D,) arrays: ``peak`` (pg/mL), ``x`` (log fold rise at the peak), ``t_peak_h`` (hours
-        after the dose), ``x_start`` (log fold at the dose time), ``present`` (the window has samples),
-        and ``run`` (D, n_seg*K) the running maximum of the log fold rise in each window (``-inf``
-        outside it), ``times`` (n_seg*K,).
+        after the dose; the first sample at the peak), ``x_start`` (log fold at the dose time), ``present``
+        (the window has samples), ``first`` / ``last`` (sample index of the window's first and last sample);
+        and per sample (n_seg*K,): ``run`` (the running maximum of the log fold rise within its window),
+        ``win`` (the sample's window, -1 before the first dose), ``valid`` (inside a real dose's window) and
+        ``times``.
+
+    Every sample belongs to one window (the window of its segment's start), and windows are contiguous in
+    time, so the running maxima, peaks and first/last samples are computed in one pass over the samples
+    (a segmented scan and scatters), not per dose over all samples: the per-dose CRS layer is what a sampler
+    over CRS parameters evaluates thousands of times (``calibration/jobs/joint_crs_nuts.toml``).
     """
+    n_dose = dose_t.shape[0]
     k_seg = dose_windows(seg_t, dose_t)
     n_seg, n_k = seg_t.shape
     times = seg_t.reshape(-1)
     xs = jnp.log(jnp.maximum(seg_il6, 1e-300) / il6_0).reshape(-1)
     win = jnp.repeat(k_seg, n_k)
-    d_idx = jnp.arange(dose_t.shape[0])
-    inside = (win[None, :] == d_idx[:, None]) & dose_mask[:, None]
-    xw = jnp.where(inside, xs[None, :], -jnp.inf)
-    run = jax.lax.cummax(xw, axis=1)
-    present = jnp.any(inside, axis=1)
-    x_peak = jnp.where(present, run[:, -1], jnp.nan)
-    i_peak = jnp.argmax(xw, axis=1)
-    i_first = jnp.argmax(inside, axis=1)
+    valid = (win >= 0) & dose_mask[jnp.clip(win, 0, n_dose - 1)]
+    idx = jnp.arange(times.shape[0])
+    slot = jnp.where(valid, win, n_dose)  # scatter target; n_dose = dropped
+    big = times.shape[0]
+    first = jnp.full(n_dose, big).at[slot].min(idx, mode="drop")
+    last = jnp.full(n_dose, -1).at[slot].max(idx, mode="drop")
+    present = last >= 0
+    first_c, last_c = jnp.clip(first, 0, big - 1), jnp.clip(last, 0, big - 1)
+    run = _window_cummax(win, xs)
+    x_peak = jnp.where(present, run[last_c], jnp.nan)
+    at_peak = valid & (xs == x_peak[jnp.clip(win, 0, n_dose - 1)])
+    i_peak = jnp.clip(jnp.full(n_dose, big).at[jnp.where(at_peak, win, n_dose)].min(idx, mode="drop"), 0, big - 1)
     t_peak_h = jnp.where(present, (times[i_peak] - dose_t) * 24.0, jnp.nan)
-    x_start = jnp.where(present, xs[i_first], jnp.nan)
+    x_start = jnp.where(present, xs[first_c], jnp.nan)
     peak = il6_0 * jnp.exp(x_peak)
-    return {"peak": peak, "x": x_peak, "t_peak_h": t_peak_h, "x_start": x_start, "present": present, "run": run,
-            "inside": inside, "times": times}
+    return {"peak": peak, "x": x_peak, "t_peak_h": t_peak_h, "x_start": x_start, "present": present,
+            "first": first_c, "last": last_c, "run": run, "win": win, "valid": valid, "times": times}
 
 
 def tolerance_memory(x, dose_t, present, tau):
@@ -137,24 +160,27 @@ def tolerance_memory(x, dose_t, present, tau):
     return w @ xj
 
 
-def _median_onset_h(run, inside, times, dose_t, base, beta):
-    """Median onset (hours after the dose) of the latent-threshold reading, per dose."""
-    p_run = jax.nn.sigmoid(base[:, None] + beta * jnp.where(inside, run, 0.0))  # P1 from the running max
-    i_first = jnp.argmax(inside, axis=1)
-    last = inside.shape[1] - 1 - jnp.argmax(inside[:, ::-1], axis=1)
-    p0 = jnp.take_along_axis(p_run, i_first[:, None], axis=1)
-    p1 = jnp.take_along_axis(p_run, last[:, None], axis=1)
+def _median_onset_h(e, dose_t, base, beta):
+    """Median onset (hours after the dose) of the latent-threshold reading, per dose, from
+    :func:`per_dose_exposure`'s per-sample running maxima ``e`` (linear interpolation between samples)."""
+    n_dose = dose_t.shape[0]
+    win, valid, times, first, last = e["win"], e["valid"], e["times"], e["first"], e["last"]
+    wc = jnp.clip(win, 0, n_dose - 1)
+    p_run = jax.nn.sigmoid(base[wc] + beta * jnp.where(valid, e["run"], 0.0))  # P1 from the running max
+    p0, p1 = p_run[first], p_run[last]
     rise = p1 - p0
-    frac = jnp.where(inside, (p_run - p0) / jnp.where(rise > 0, rise, 1.0), -1.0)
-    hit = inside & (frac >= 0.5)
-    j = jnp.argmax(hit, axis=1)
+    frac = jnp.where(valid, (p_run - p0[wc]) / jnp.where(rise[wc] > 0, rise[wc], 1.0), -1.0)
+    hit = valid & (frac >= 0.5)
+    big = times.shape[0]
+    j = jnp.full(n_dose, big).at[jnp.where(hit, win, n_dose)].min(jnp.arange(big), mode="drop")
+    any_hit = j < big
+    j = jnp.where(any_hit, j, 0)
     jm = jnp.maximum(j - 1, 0)
-    f_hi = jnp.take_along_axis(frac, j[:, None], 1)[:, 0]
-    f_lo = jnp.take_along_axis(frac, jm[:, None], 1)[:, 0]
+    f_hi, f_lo = frac[j], frac[jm]
     t_hi, t_lo = times[j], times[jm]
-    w = jnp.where((j > i_first) & (f_hi > f_lo), (0.5 - f_lo) / jnp.where(f_hi > f_lo, f_hi - f_lo, 1.0), 1.0)
+    w = jnp.where((j > first) & (f_hi > f_lo), (0.5 - f_lo) / jnp.where(f_hi > f_lo, f_hi - f_lo, 1.0), 1.0)
     t_on = t_lo + jnp.clip(w, 0.0, 1.0) * (t_hi - t_lo)
-    ok = jnp.any(hit, axis=1) & (rise[:, 0] > 1e-12)
+    ok = any_hit & (rise > 1e-12) & e["present"]
     return jnp.where(ok, (t_on - dose_t) * 24.0, jnp.nan)
 
 
@@ -195,7 +221,7 @@ def crs_per_dose(seg_t, seg_drive, drive_0, dose_t, dose_mask, c: Mapping, eta=0
     probs, mem, shift = probabilities(x, dose_t, e["present"], c, eta, prior_tcr)
     start = jnp.where(e["present"], e["x_start"], 0.0)
     base = thresholds(c)[0] + shift - c["CRS_BETA"] * start
-    onset = _median_onset_h(e["run"], e["inside"], e["times"], dose_t, base, c["CRS_BETA"])
+    onset = _median_onset_h(e, dose_t, base, c["CRS_BETA"])
     il = e if seg_il6 is None else per_dose_exposure(seg_t, seg_il6, il6_0, dose_t, dose_mask)
     ref = drive_0 if seg_il6 is None else il6_0
     return {"il6_predose": ref * jnp.exp(il["x_start"]), "il6_peak": il["peak"], "il6_peak_h": il["t_peak_h"],

@@ -210,3 +210,76 @@ def test_crs_params_validation():
         crs_params({"CRS_OMEGA": -1.0})
     assert e.value.field == "crs.CRS_OMEGA"
     assert crs_params({"CRS_TOL": -1.0})["CRS_TOL"] == -1.0  # sign-free parameter
+
+
+# --- the one-pass per-dose layer against a direct reference (the dense (doses x samples) form it replaced) ------
+def _dense_reference(seg_t, seg_sig, ref, dose_t, dose_mask, base, beta):
+    """Per-dose peak, its time, the start value and the median onset written directly: every dose against every
+    sample (O(doses x samples)), as qsp.crs computed them before the one-pass form."""
+    k_seg = jnp.searchsorted(dose_t, seg_t[:, 0], side="right") - 1
+    n_k = seg_t.shape[1]
+    times = seg_t.reshape(-1)
+    xs = jnp.log(jnp.maximum(seg_sig, 1e-300) / ref).reshape(-1)
+    win = jnp.repeat(k_seg, n_k)
+    inside = (win[None, :] == jnp.arange(dose_t.shape[0])[:, None]) & dose_mask[:, None]
+    xw = jnp.where(inside, xs[None, :], -jnp.inf)
+    run = jax.lax.cummax(xw, axis=1)
+    present = jnp.any(inside, axis=1)
+    x_peak = jnp.where(present, run[:, -1], jnp.nan)
+    i_peak = jnp.argmax(xw, axis=1)
+    i_first = jnp.argmax(inside, axis=1)
+    t_peak_h = jnp.where(present, (times[i_peak] - dose_t) * 24.0, jnp.nan)
+    x_start = jnp.where(present, xs[i_first], jnp.nan)
+    p_run = jax.nn.sigmoid(base[:, None] + beta * jnp.where(inside, run, 0.0))
+    last = inside.shape[1] - 1 - jnp.argmax(inside[:, ::-1], axis=1)
+    p0 = jnp.take_along_axis(p_run, i_first[:, None], axis=1)
+    p1 = jnp.take_along_axis(p_run, last[:, None], axis=1)
+    rise = p1 - p0
+    frac = jnp.where(inside, (p_run - p0) / jnp.where(rise > 0, rise, 1.0), -1.0)
+    hit = inside & (frac >= 0.5)
+    j = jnp.argmax(hit, axis=1)
+    jm = jnp.maximum(j - 1, 0)
+    f_hi = jnp.take_along_axis(frac, j[:, None], 1)[:, 0]
+    f_lo = jnp.take_along_axis(frac, jm[:, None], 1)[:, 0]
+    w = jnp.where((j > i_first) & (f_hi > f_lo), (0.5 - f_lo) / jnp.where(f_hi > f_lo, f_hi - f_lo, 1.0), 1.0)
+    t_on = times[jm] + jnp.clip(w, 0.0, 1.0) * (times[j] - times[jm])
+    ok = jnp.any(hit, axis=1) & (rise[:, 0] > 1e-12)
+    onset = jnp.where(ok, (t_on - dose_t) * 24.0, jnp.nan)
+    return x_peak, t_peak_h, x_start, onset
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_pass_layer_matches_the_dense_reference(seed):
+    """Random sample grids (segments of random length, zero-length ones, samples before the first dose, padded
+    doses, a masked dose): peaks, peak times, start values and onsets equal the dense reference."""
+    from qsp.crs import _median_onset_h, per_dose_exposure
+
+    rng = np.random.default_rng(seed)
+    n_seg, k = 14, 9
+    starts = np.sort(rng.uniform(-1.0, 30.0, n_seg))
+    starts[5] = starts[4]  # a zero-length segment
+    ends = np.r_[starts[1:], 32.0]
+    seg_t = jnp.asarray(starts[:, None] + (ends - starts)[:, None] * np.linspace(0, 1, k)[None, :])
+    sig = jnp.asarray(np.exp(rng.normal(0.0, 1.0, (n_seg, k))) + 0.5)
+    dose_t = jnp.asarray(np.r_[np.sort(rng.choice(starts[1:], 5, replace=False)), np.inf, np.inf])
+    mask = jnp.asarray(np.r_[[True, True, seed % 2 == 0, True, True], False, False])
+    base = jnp.asarray(rng.normal(-2.0, 1.0, dose_t.shape[0]))
+    e = per_dose_exposure(seg_t, sig, 0.7, dose_t, mask)
+    onset = _median_onset_h(e, dose_t, base, 1.3)
+    ref = _dense_reference(seg_t, sig, 0.7, dose_t, mask, base, 1.3)
+    for got, want in zip((e["x"], e["t_peak_h"], e["x_start"], onset), ref):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12, equal_nan=True)
+    # and the gradient with respect to the samples (through the running maxima and the onset interpolation)
+    def loss(f):
+        def go(fn):
+            def h(s):
+                if fn is None:
+                    ee = per_dose_exposure(seg_t, s, 0.7, dose_t, mask)
+                    return jnp.nansum(ee["x"] - ee["x_start"]) + 1e-2 * jnp.nansum(_median_onset_h(ee, dose_t, base,
+                                                                                                    1.3))
+                xp, _, xs0, on = _dense_reference(seg_t, s, 0.7, dose_t, mask, base, 1.3)
+                return jnp.nansum(xp - xs0) + 1e-2 * jnp.nansum(on)
+            return h
+        return go(f)
+    np.testing.assert_allclose(np.asarray(jax.grad(loss(None))(sig)), np.asarray(jax.grad(loss("dense"))(sig)),
+                               rtol=1e-10, atol=1e-12)
