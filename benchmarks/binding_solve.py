@@ -26,7 +26,7 @@ import qsp  # noqa: F401  (x64)
 import jax
 import jax.numpy as jnp
 
-from qsp.components.binding import N_NEWTON, NEWTON_MAX, NEWTON_TOL, _newton_free_drug, total_drug
+from qsp.components.binding import N_NEWTON, NEWTON_MAX, NEWTON_TOL, _newton_free_drug, newton_start, total_drug
 
 RANGES = {  # log10 ranges
     "d_tot": (-8.0, 4.0), "r3_tot": (-4.0, 1.0), "rt_tot": (-5.0, 1.0), "s_tot": (-3.0, 2.0),
@@ -82,10 +82,12 @@ def solve(a: dict, n_iter: int, repeats: int) -> tuple[np.ndarray, float]:
 
 def iterations_needed(a: dict) -> np.ndarray:
     """Per state, the iteration count at which the adaptive stop fires: the first k whose Newton step (the change of
-    log D from k - 1 to k fixed iterations) is at most NEWTON_TOL; NEWTON_MAX + 1 for a state not converged by then."""
-    prev = np.log(solve(a, 1, 1)[0])
+    log D from k - 1 to k fixed iterations, from the start at k = 0) is at most NEWTON_TOL; NEWTON_MAX + 1 for a
+    state not converged by then. (Iterates are compared after the solve's clamp to the total drug, which changes
+    no state's count here: the start and every iterate stay below the total.)"""
+    prev = np.asarray(newton_start(*(jnp.asarray(a[k]) for k in ("d_tot", "s_tot", "kds", "pool", "kss_pool"))))
     need = np.full(prev.shape, NEWTON_MAX + 1)
-    for k in range(2, NEWTON_MAX + 1):
+    for k in range(1, NEWTON_MAX + 1):
         cur = np.log(solve(a, k, 1)[0])
         need = np.where((need > NEWTON_MAX) & (np.abs(cur - prev) <= NEWTON_TOL), k, need)
         prev = cur

@@ -143,7 +143,7 @@ def per_dose_exposure(seg_t, seg_il6, il6_0, dose_t, dose_mask):
     x_peak = jnp.where(present, run[last_c], jnp.nan)
     at_peak = valid & (xs == x_peak[jnp.clip(win, 0, n_dose - 1)])
     i_peak = jnp.clip(jnp.full(n_dose, big).at[jnp.where(at_peak, win, n_dose)].min(idx, mode="drop"), 0, big - 1)
-    t_peak_h = jnp.where(present, (times[i_peak] - dose_t) * 24.0, jnp.nan)
+    t_peak_h = jnp.where(present & jnp.isfinite(x_peak), (times[i_peak] - dose_t) * 24.0, jnp.nan)
     x_start = jnp.where(present, xs[first_c], jnp.nan)
     peak = il6_0 * jnp.exp(x_peak)
     return {"peak": peak, "x": x_peak, "t_peak_h": t_peak_h, "x_start": x_start, "present": present,

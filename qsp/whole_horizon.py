@@ -138,7 +138,9 @@ def solve_events_whole(model: Model, cfg, params: Mapping, ev: EventArrays, ts, 
     n_seg = lo.shape[0]
     n = ts.shape[0]
     ends_t = jnp.concatenate([lo, hi])
-    ends_k = jnp.concatenate([jnp.arange(n_seg), jnp.arange(n_seg)])
+    # segments after the horizon hold the state at t_end, as on the segmented path (their events are not applied)
+    n_in = jnp.searchsorted(bp, t_end, side="right")
+    ends_k = jnp.minimum(jnp.concatenate([jnp.arange(n_seg), jnp.arange(n_seg)]), n_in)
     save_t = jnp.clip(jnp.concatenate([ts, ends_t]), t_start, t_end)
     save_k = jnp.concatenate([k_out, ends_k])
     order = jnp.argsort(save_t, stable=True)

@@ -132,3 +132,20 @@ def test_adaptive_newton_keeps_implicit_derivatives():
     fd_s = (solve_free_drug(*a_p) - solve_free_drug(*a_m)) / (2 * h)
     assert float(gd) == pytest.approx(float(fd_d), rel=1e-6)
     assert float(gs) == pytest.approx(float(fd_s), rel=1e-6)
+
+
+def test_second_derivatives_and_broadcast_arguments():
+    """Second-order derivatives go through the implicit rule (never through the Newton while_loop), and arguments
+    that broadcast beyond the starting guess (an array of receptor totals with a scalar drug) are solved."""
+    import jax
+
+    f = lambda dt: solve_free_drug(dt, 0.06, 0.007, 1.0, 28.0, 0.18, 0.18, 2.0, 0.2)  # noqa: E731
+    d2_rev = float(jax.grad(jax.grad(f))(1.0))
+    d2_mix = float(jax.jacfwd(jax.grad(f))(1.0))
+    h = 1e-4
+    d2_fd = float((jax.grad(f)(1.0 + h) - jax.grad(f)(1.0 - h)) / (2 * h))
+    assert d2_rev == pytest.approx(d2_mix, rel=1e-10)
+    assert d2_rev == pytest.approx(d2_fd, rel=1e-6)
+    arr = np.asarray(solve_free_drug(1.0, jnp.array([0.06, 0.1]), 0.007, 1.0, 28.0, 0.18, 0.18, 2.0, 0.2))
+    one = [float(solve_free_drug(1.0, r3, 0.007, 1.0, 28.0, 0.18, 0.18, 2.0, 0.2)) for r3 in (0.06, 0.1)]
+    np.testing.assert_allclose(arr, one, rtol=1e-12)

@@ -283,3 +283,16 @@ def test_one_pass_layer_matches_the_dense_reference(seed):
         return go(f)
     np.testing.assert_allclose(np.asarray(jax.grad(loss(None))(sig)), np.asarray(jax.grad(loss("dense"))(sig)),
                                rtol=1e-10, atol=1e-12)
+
+
+def test_a_failed_window_has_no_peak_time():
+    """NaN samples (a failed patient) give a NaN peak and a NaN peak time, not a time outside the window."""
+    from qsp.crs import per_dose_exposure
+
+    seg_t = jnp.asarray(np.linspace(0.0, 4.0, 5)[:, None] + np.linspace(0.0, 1.0, 4)[None, :])
+    sig = np.full((5, 4), 3.0)
+    sig[1, 2] = np.nan
+    e = per_dose_exposure(seg_t, jnp.asarray(sig), 1.0, jnp.asarray([0.5, 2.5, np.inf]),
+                          jnp.asarray([True, True, False]))
+    assert np.isnan(float(e["x"][0])) and np.isnan(float(e["t_peak_h"][0]))
+    assert float(e["t_peak_h"][1]) == pytest.approx(12.0)  # the window's first sample at the (flat) peak

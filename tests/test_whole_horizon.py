@@ -179,3 +179,18 @@ def test_segment_samples_match_the_segmented_loop(seg_points, with_fn):
     # relative to each column's range: y = z + O leaves round-off (~1e-15) where a state is exactly 0
     scale = np.abs(np.asarray(a.seg_y)).max(axis=(0, 1)) * 1e-8 + 1e-15
     assert _rel(a.seg_y, b.seg_y, scale) <= 1e-7
+
+
+def test_segments_after_the_horizon_hold_the_last_state():
+    """A bolus after the last output time is not applied: the segments past the horizon hold y(t_end), as on the
+    segmented path (their samples would otherwise fall into the last dose's window and inflate its peak)."""
+    pk = qsp.pk_model("pk-2cmt")
+    reg = qsp.Regimen([qsp.Dose(0, 10, "mg", "IV_bolus"), qsp.Dose(10, 10, "mg", "IV_bolus"),
+                       qsp.Dose(100, 10, "mg", "IV_bolus")], time_unit="h")
+    ev = jax.tree_util.tree_map(jnp.asarray, regimen_to_events(pk, reg))
+    ts = jnp.linspace(0, 72, 25)
+    fn = lambda t, y, q: pk.outputs(t, y, q)["CP"]  # noqa: E731
+    a, b = (solve_events_windows(pk, SolverConfig(**TIGHT, loop=loop), pk.params(PK), ev, ts, seg_points=5, seg_fn=fn)
+            for loop in ("segments", "whole"))
+    scale = np.abs(np.asarray(a.seg_y)).max() * 1e-8 + 1e-15
+    assert _rel(a.seg_y, b.seg_y, scale) <= 1e-7

@@ -110,15 +110,25 @@ def solve_free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0, po
     return _free_drug_implicit(int(n_iter), d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool, kss_pool)
 
 
-def _newton_free_drug(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool=0.0, kss_pool=1.0):
+def newton_start(d_tot, s_tot, kds, pool=0.0, kss_pool=1.0):
+    """The Newton start (log of free drug): the exact solution with one saturable sink,
+    ``D^2 + (S + K - Dt) D - K Dt = 0``, where S is the soluble target plus the tissue pool and K the constant of
+    the larger of the two."""
     d_tot = jnp.maximum(d_tot, 1e-30)
-    # Start: exact solution with one saturable sink, D^2 + (S + K - Dt) D - K Dt = 0, where S is the soluble
-    # target plus the tissue pool and K the constant of the larger of the two.
     sk = s_tot + pool
     kk = jnp.where(pool > s_tot, kss_pool, kds)
     bb = sk + kk - d_tot
     d0 = 2.0 * kk * d_tot / (bb + jnp.sqrt(bb * bb + 4.0 * kk * d_tot))
-    u = jnp.log(jnp.maximum(d0, 1e-30))
+    return jnp.log(jnp.maximum(d0, 1e-30))
+
+
+def _newton_free_drug(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool=0.0, kss_pool=1.0):
+    d_tot = jnp.maximum(d_tot, 1e-30)
+    u = newton_start(d_tot, s_tot, kds, pool, kss_pool)
+    # the Newton step broadcasts every argument: start from that shape (a while_loop's carry keeps its shape)
+    shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in (d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp, pool,
+                                                          kss_pool)))
+    u = jnp.broadcast_to(u, shape).astype(jnp.result_type(u, r3_tot, rt_tot, kd3, kdt, chi, kp))
     log_dt = jnp.log(d_tot)
 
     def g(u_):
@@ -155,7 +165,9 @@ def _free_drug_implicit(n_iter, d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi
 def _free_drug_jvp(n_iter, primals, tangents):
     d_tot, *theta = primals
     dd_tot, *dtheta = tangents
-    d = _newton_free_drug(n_iter, d_tot, *theta)
+    # the solve itself, not the bare Newton loop: a derivative of this rule (second order) then uses this rule
+    # again instead of differentiating the while_loop
+    d = _free_drug_implicit(n_iter, d_tot, *theta)
     _, f_d = jax.jvp(lambda x: total_drug(x, *theta), (d,), (jnp.ones_like(d),))
     _, f_theta = jax.jvp(lambda *th: total_drug(d, *th), tuple(theta), tuple(dtheta))
     return d, (dd_tot - f_theta) / f_d
