@@ -99,7 +99,7 @@ def solve_free_drug(d_tot, r3_tot, rt_tot, s_tot, kd3, kdt, kds, chi, kp=1.0, po
     :data:`NEWTON_TOL` (1e-6; convergence is quadratic, so the relative error left is ~1e-12), at most
     :data:`NEWTON_MAX` iterations; under ``vmap`` the batch iterates until its slowest state has converged.
     Measured over 200,000 random states (``benchmarks/binding_solve.py``): worst relative error 3.3e-13; 74% of
-    the states stop after 2 iterations, none needs more than 7. On the teclistamab benchmark trajectories this
+    the states stop within 2 iterations, none needs more than 7. On the teclistamab benchmark trajectories this
     made a batched solve 1.25-1.3x faster than the former fixed 8 iterations. ``n_iter > 0``: exactly that many
     iterations (the benchmark compares counts).
 
