@@ -28,7 +28,11 @@ event to its last output time:
 Resets (NONMEM EVID 3/4) restart the system and stay on the segmented path: :func:`has_resets` says which
 path a regimen needs (host-side check, before tracing). Same inputs and outputs as
 :func:`~qsp.simulate.solve_events_windows`; differentiable (``jax.grad``: diffrax's recursive checkpointing
-through the one loop) and ``vmap``-able.
+through the one loop) and ``vmap``-able. Two details the gradients need (found when the engine's closed-form,
+property and gradient tests were run on this loop too): the step lengths the PID controller proposes carry no
+derivative (only the jump times, where steps are clipped, move the grid), else the lag-time derivative after an
+infusion was off by orders of magnitude; and the last step's stages at ``t_end`` see the left limit of the doses,
+so an event at the last output time acts on that output exactly and on nothing before it.
 """
 
 from __future__ import annotations
@@ -80,8 +84,12 @@ class OffsetScaledController(diffrax.AbstractAdaptiveStepSizeController):
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
         o = self.offset(t0, args)
-        return self.inner.adapt_step_size(t0, t1, y0 + o, y1_candidate + o, args, y_error, error_order,
-                                          controller_state)
+        keep, next_t0, next_t1, jump, state, result = self.inner.adapt_step_size(
+            t0, t1, y0 + o, y1_candidate + o, args, y_error, error_order, controller_state)
+        # the proposed step length carries no derivative: the grid may move with a jump time (the clipping
+        # controller around this one ends steps exactly at the jump times), never with the error estimate
+        next_t1 = next_t0 + jax.lax.stop_gradient(next_t1 - next_t0)
+        return keep, next_t0, next_t1, jump, state, result
 
 
 def solve_events_whole(model: Model, cfg, params: Mapping, ev: EventArrays, ts, ts_left=None, *,
@@ -126,8 +134,11 @@ def solve_events_whole(model: Model, cfg, params: Mapping, ev: EventArrays, ts, 
         active = (i0 <= t) & (t < i1)
         return jnp.zeros(n_states).at[ev.inf_state].add(jnp.where(active, irate, 0.0))
 
+    t_last = jnp.nextafter(t_end, -big)  # events at t_end act on the outputs (mapped back below), not on the field
+
     def field(t, z, args):
-        return model.vector_field(t, z + offset_at(t), (args, rate_at(t)))
+        te = jnp.minimum(t, t_last)  # the last step's stages at t_end see the left limit (no 1-ulp sliver of a dose)
+        return model.vector_field(t, z + offset_at(te), (args, rate_at(te)))
 
     # Saved points. Full states (z, mapped back to y = z + O with the right segment's offset) at the output times and
     # at every segment's two ends; the segment samples strictly inside a segment only through seg_fn (a few values

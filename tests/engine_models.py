@@ -23,6 +23,10 @@ P2_TV = dict(P2, CLSS=0.45, KCL=0.05)
 
 TIGHT = dict(rtol=1e-10, atol=1e-12)
 SOLVER_NAMES = ("tsit5", "kvaerno5")
+# The engines the closed-form tests run: each solver on the segmented loop, and Tsit5 on the whole-horizon loop
+# (qsp.whole_horizon), spelled "solver/loop".
+ENGINES = SOLVER_NAMES + ("tsit5/whole",)
+LOOPS = ("segments", "whole")
 
 # Closed-form parameter spellings (V1 for both models).
 CF1 = dict(CL=P1["CL"], V1=P1["V"], KA=P1["KA"], F=P1["F"], ALAG=P1["ALAG"])
@@ -31,8 +35,8 @@ CF2 = dict(P2)
 T1 = np.linspace(0.0, 72.0, 145)  # every 0.5 h; includes every dose, lag and infusion boundary the tests use
 
 
-def run(model, reg, params, times=T1, solver="tsit5", times_left=None, pad=True):
-    """Simulate at the tight tolerances. With ``pad`` the regimen is compiled to event arrays padded to fixed
+def run(model, reg, params, times=T1, solver="tsit5", times_left=None, pad=True, loop="segments"):
+    """Simulate at the tight tolerances. ``solver`` may name the loop too (``"tsit5/whole"``, see :data:`ENGINES`). With ``pad`` the regimen is compiled to event arrays padded to fixed
     lengths and short output grids are padded (by repeating the last time) to 8 entries, so that the tests
     share a few compiled shapes (jit retraces per shape); the padded outputs are cut off again."""
     times = np.asarray(times, dtype=float)
@@ -43,7 +47,9 @@ def run(model, reg, params, times=T1, solver="tsit5", times_left=None, pad=True)
             times = np.concatenate([times, np.full(8 - n, times[-1])])
             if times_left is not None:
                 times_left = np.concatenate([times_left, np.zeros(8 - n, bool)])
-    res = simulate(model, reg, times, params, solver=solver, times_left=times_left, **TIGHT)
+    if "/" in solver:
+        solver, loop = solver.split("/")
+    res = simulate(model, reg, times, params, solver=solver, times_left=times_left, loop=loop, **TIGHT)
     assert int(res.status) == 0
     res.outputs = {k: v[:n] for k, v in res.outputs.items()}
     res.states = {k: v[:n] for k, v in res.states.items()}

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import closed_forms as cf
-from engine_models import M2, P2
+from engine_models import LOOPS, M2, P2
 from qsp import Dose, Regimen, regimen_to_events
 from qsp.simulate import SolverConfig, compiled, solve_events
+from dataclasses import replace
 
 CFG = SolverConfig(solver="tsit5", rtol=1e-12, atol=1e-14)  # tight, so that finite differences are clean
 PNAMES = ("CL", "V1", "Q", "V2", "KA", "F", "ALAG")
@@ -29,36 +30,42 @@ LEFT = np.zeros(TS.shape, bool)
 PICK = np.searchsorted(TS, [0.3, 2.0, 12.0, 24.45, 24.55, 31.5, 42.0, 60.0])  # CP outputs checked
 REF_IDX = {"pre-dose": 0, "before 2nd lagged dose": 3, "after 2nd lagged dose": 4}
 
-_fn = compiled(M2, CFG, False)
+_FNS = {loop: compiled(M2, replace(CFG, loop=loop), False) for loop in LOOPS}  # segmented and whole-horizon
 
 
 def _p(values):
     return {k: jnp.asarray(float(values[k])) for k in PNAMES}
 
 
-def observables(params, jump_amount, inf_amount, ev):
+def observables(params, jump_amount, inf_amount, ev, loop="segments"):
     """CP at the picked times and AUC (trapezoid over the output grid). ``ev`` is traced (a pytree of arrays),
     so other regimens with the same padded shapes reuse the compiled functions (always pass it explicitly:
     jit would bake a default value in as a constant and compile again for an explicit one)."""
     ev = ev._replace(jump_amount=jump_amount, inf_amount=inf_amount)
-    _, outs, _, _, _ = _fn(params, ev, TS, LEFT)
+    _, outs, _, _, _ = _FNS[loop](params, ev, TS, LEFT)
     cp = outs["CP"]
     return jnp.concatenate([cp[PICK], jnp.trapezoid(cp, jnp.asarray(TS))[None]])
 
 
-_obs = jax.jit(observables)
-_jac = jax.jit(jax.jacrev(observables, argnums=(0, 1, 2)))
+_obs = jax.jit(observables, static_argnames="loop")
+_jac = jax.jit(jax.jacrev(observables, argnums=(0, 1, 2)), static_argnames="loop")
+
+
+@pytest.fixture(scope="module", params=LOOPS)
+def loop(request):
+    """Every gradient check runs on the segmented reference loop and on the whole-horizon loop."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def jac():
-    return _jac(_p(P2), jnp.asarray(EV.jump_amount), jnp.asarray(EV.inf_amount), EV)
+def jac(loop):
+    return _jac(_p(P2), jnp.asarray(EV.jump_amount), jnp.asarray(EV.inf_amount), EV, loop=loop)
 
 
-def _obs_np(params, ja=None, ia=None, ev=EV):
+def _obs_np(params, ja=None, ia=None, ev=EV, loop="segments"):
     ja = ev.jump_amount if ja is None else ja
     ia = ev.inf_amount if ia is None else ia
-    return np.asarray(_obs(_p(params), jnp.asarray(ja), jnp.asarray(ia), ev))
+    return np.asarray(_obs(_p(params), jnp.asarray(ja), jnp.asarray(ia), ev, loop=loop))
 
 
 def _assert_close(grad, fd, scale, name, rtol=1e-5):
@@ -68,23 +75,23 @@ def _assert_close(grad, fd, scale, name, rtol=1e-5):
     assert np.all(err <= tol), f"{name}: grad {grad} vs FD {fd} (worst rel err {np.max(err / (np.abs(fd) + 1e-300)):.3g})"
 
 
-def test_forward_values_match_closed_form():
+def test_forward_values_match_closed_form(loop):
     ref = cf.concentration(TS, [cf.D(0.0, 100.0, "oral"), cf.D(24.0, 50.0, "oral"), cf.D(30.0, 20.0, "bolus"),
                                 cf.D(40.0, 30.0, "infusion", 4.0)], **P2)
-    val = _obs_np(P2)
+    val = _obs_np(P2, loop=loop)
     np.testing.assert_allclose(val[:-1], ref[PICK], rtol=1e-9, atol=1e-14)
     assert val[-1] == pytest.approx(np.trapezoid(ref, TS), rel=1e-9)
 
 
 @pytest.mark.parametrize("name", PNAMES)
-def test_grad_wrt_parameter_vs_central_differences(jac, name):
+def test_grad_wrt_parameter_vs_central_differences(jac, loop, name):
     g = np.asarray(jac[0][name])
     h = 1e-4 * P2[name]
     up, dn = dict(P2), dict(P2)
     up[name] += h
     dn[name] -= h
-    fd = (_obs_np(up) - _obs_np(dn)) / (2 * h)
-    scale = np.abs(_obs_np(P2)) / P2[name]
+    fd = (_obs_np(up, loop=loop) - _obs_np(dn, loop=loop)) / (2 * h)
+    scale = np.abs(_obs_np(P2, loop=loop)) / P2[name]
     _assert_close(g, fd, scale, name)
     assert np.max(np.abs(g)) > 0  # every parameter matters for some output
     # and vs central differences of the closed form (independent of the solver)
@@ -110,8 +117,8 @@ def test_grad_wrt_alag_across_a_lagged_dose(jac):
     assert g[i_before] > 0 and g[i_after] < 0
 
 
-def _check_amount_grads(gj, gi, ev):
-    val = _obs_np(P2, ev=ev)
+def _check_amount_grads(gj, gi, ev, loop):
+    val = _obs_np(P2, ev=ev, loop=loop)
     for arr_name, g, base in (("jump_amount", gj, ev.jump_amount), ("inf_amount", gi, ev.inf_amount)):
         for j in range(base.shape[0]):
             h = 1e-4 * max(base[j], 1.0)
@@ -120,24 +127,24 @@ def _check_amount_grads(gj, gi, ev):
             dn[j] -= h
             kw_up = {"ja": up} if arr_name == "jump_amount" else {"ia": up}
             kw_dn = {"ja": dn} if arr_name == "jump_amount" else {"ia": dn}
-            fd = (_obs_np(P2, ev=ev, **kw_up) - _obs_np(P2, ev=ev, **kw_dn)) / (2 * h)
+            fd = (_obs_np(P2, ev=ev, loop=loop, **kw_up) - _obs_np(P2, ev=ev, loop=loop, **kw_dn)) / (2 * h)
             _assert_close(g[:, j], fd, np.abs(val) / max(base[j], 1.0), f"{arr_name}[{j}]")
 
 
-def _check_param_grads(g, ev):
+def _check_param_grads(g, ev, loop):
     for name in PNAMES:
         h = 1e-4 * P2[name]
         up, dn = dict(P2), dict(P2)
         up[name] += h
         dn[name] -= h
-        fd = (_obs_np(up, ev=ev) - _obs_np(dn, ev=ev)) / (2 * h)
-        _assert_close(np.asarray(g[name]), fd, np.abs(_obs_np(P2, ev=ev)) / P2[name], name)
+        fd = (_obs_np(up, ev=ev, loop=loop) - _obs_np(dn, ev=ev, loop=loop)) / (2 * h)
+        _assert_close(np.asarray(g[name]), fd, np.abs(_obs_np(P2, ev=ev, loop=loop)) / P2[name], name)
 
 
-def test_grad_wrt_dose_amounts_vs_central_differences(jac):
+def test_grad_wrt_dose_amounts_vs_central_differences(jac, loop):
     gj, gi = np.asarray(jac[1]), np.asarray(jac[2])
     assert gj.shape == (len(PICK) + 1, 4) and gi.shape == (len(PICK) + 1, 2)
-    _check_amount_grads(gj, gi, EV)
+    _check_amount_grads(gj, gi, EV, loop)
     # padding rows (mask=False) do not act on the solution
     assert not EV.jump_mask[3] and not EV.inf_mask[1]
     assert np.all(gj[:, 3] == 0.0) and np.all(gi[:, 1] == 0.0)
@@ -166,7 +173,7 @@ def test_solve_events_is_pure_jax_and_differentiable():
     assert float(g[1]) == 0.0
 
 
-def test_grads_with_simultaneous_events_and_events_at_or_after_the_last_output():
+def test_grads_with_simultaneous_events_and_events_at_or_after_the_last_output(loop):
     """Zero-length segments (two boluses at one time, an infusion starting at the last output time, doses after
     it) must not give NaN gradients, and doses after the horizon have zero sensitivity."""
     reg = Regimen((Dose(0.0, 100.0, "mg", "SC"), Dose(30.0, 20.0, "mg", "IV_bolus"),
@@ -175,7 +182,7 @@ def test_grads_with_simultaneous_events_and_events_at_or_after_the_last_output()
                    Dose(90.0, 30.0, "mg", "IV_infusion", duration=4.0)), time_unit="h")
     ev = regimen_to_events(M2, reg, pad_jumps=4, pad_infusions=2)  # same shapes: no recompilation
     assert ev.jump_mask.all() and ev.inf_mask.all()
-    gp, gj, gi = _jac(_p(P2), jnp.asarray(ev.jump_amount), jnp.asarray(ev.inf_amount), ev)
+    gp, gj, gi = _jac(_p(P2), jnp.asarray(ev.jump_amount), jnp.asarray(ev.inf_amount), ev, loop=loop)
     gj, gi = np.asarray(gj), np.asarray(gi)
     assert all(np.all(np.isfinite(np.asarray(v))) for v in gp.values())
     assert np.all(np.isfinite(gj)) and np.all(np.isfinite(gi))
@@ -183,15 +190,13 @@ def test_grads_with_simultaneous_events_and_events_at_or_after_the_last_output()
     assert np.all(gj[:, j_after] == 0.0) and np.all(gi == 0.0)  # nothing after 72 h acts on the outputs
     j30 = np.flatnonzero(ev.jump_time == 30.0)
     np.testing.assert_allclose(gj[:, j30[0]], gj[:, j30[1]], rtol=1e-12)  # simultaneous boluses act alike
-    _check_param_grads(gp, ev)
-    _check_amount_grads(gj, gi, ev)
+    _check_param_grads(gp, ev, loop)
+    _check_amount_grads(gj, gi, ev, loop)
 
 
-def test_forward_mode_jacobian_equals_reverse_mode(jac):
+def test_forward_mode_jacobian_equals_reverse_mode(jac, loop):
     """``SolverConfig(adjoint="forward")`` (diffrax.ForwardMode; ``jax.jacfwd``) gives the reverse-mode Jacobian."""
-    from dataclasses import replace
-
-    fwd_fn = compiled(M2, replace(CFG, adjoint="forward"), False)
+    fwd_fn = compiled(M2, replace(CFG, adjoint="forward", loop=loop), False)
 
     def obs_fwd(params, jump_amount, inf_amount, ev):
         ev = ev._replace(jump_amount=jump_amount, inf_amount=inf_amount)

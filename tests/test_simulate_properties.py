@@ -8,7 +8,7 @@ import pytest
 from scipy.integrate import simpson
 
 import closed_forms as cf
-from engine_models import M1, M2, P1, P2, P2_TV, T1, run
+from engine_models import LOOPS, M1, M2, P1, P2, P2_TV, T1, run
 from qsp import Covariates, Dose, InputError, Regimen, regimen_to_events, simulate
 from qsp.components.pk import Depot, LinearDisposition
 from qsp.model import Component, DoseRoute, Model, Output, Param, State
@@ -56,6 +56,9 @@ MB = Model(name="pk-2cmt-mass-balance", components=(Depot("depot", time_unit="h"
 PMB = dict(P2_TV)
 
 
+loops = pytest.mark.parametrize("loop", LOOPS)  # the segmented reference loop and the whole-horizon loop
+
+
 def infused_so_far(t, start, duration, amount):
     return amount * np.clip((np.asarray(t) - start) / duration, 0.0, 1.0)
 
@@ -63,9 +66,10 @@ def infused_so_far(t, start, duration, amount):
 # ------------------------------------------------------------------------------------------------
 # Mass balance
 # ------------------------------------------------------------------------------------------------
-def test_mass_balance_one_cmt_iv_bolus_integrated_elimination():
+@loops
+def test_mass_balance_one_cmt_iv_bolus_integrated_elimination(loop):
     """central + CL/V * integral_0^t central = dose (integral by Simpson on the 0.5 h output grid)."""
-    res = run(M1, Regimen.single(100.0, "mg", "IV_bolus", 0.0, time_unit="h"), P1)
+    res = run(M1, Regimen.single(100.0, "mg", "IV_bolus", 0.0, time_unit="h"), P1, loop=loop)
     a = res["central"]
     k = P1["CL"] / P1["V"]
     for j in range(4, len(T1), 20):  # odd number of points for Simpson
@@ -75,20 +79,22 @@ def test_mass_balance_one_cmt_iv_bolus_integrated_elimination():
     np.testing.assert_allclose(a + cf.bolus_eliminated_amount(T1, 100.0, P1["CL"], P1["V"]), 100.0, rtol=1e-9)
 
 
-def test_mass_balance_two_cmt_sc_closed_form_elimination():
+@loops
+def test_mass_balance_two_cmt_sc_closed_form_elimination(loop):
     """depot + central + peripheral = F*dose - eliminated(t) (eliminated from the closed form)."""
-    res = run(M2, Regimen.single(100.0, "mg", "SC", 0.0, time_unit="h"), P2)
+    res = run(M2, Regimen.single(100.0, "mg", "SC", 0.0, time_unit="h"), P2, loop=loop)
     in_body = res["depot"] + res["central"] + res["peripheral"]
     elim = cf.oral_eliminated_amount(T1, 100.0, P2["CL"], P2["V1"], P2["KA"], P2["F"], P2["ALAG"], P2["Q"], P2["V2"])
     np.testing.assert_allclose(in_body + elim, np.where(T1 >= P2["ALAG"], P2["F"] * 100.0, 0.0), rtol=1e-9, atol=1e-10)
     assert elim[-1] > 30.0  # a substantial part has been eliminated: the check is not trivial
 
 
-def test_mass_balance_accumulator_time_varying_clearance_all_routes():
+@loops
+def test_mass_balance_accumulator_time_varying_clearance_all_routes(loop):
     """With an eliminated-amount state, body + eliminated = total input at every time (CL(t), all routes)."""
     reg = Regimen((Dose(0.0, 100.0, "mg", "SC", ii=24.0, addl=2), Dose(6.0, 40.0, "mg", "IV_bolus"),
                    Dose(30.0, 30.0, "mg", "IV_infusion", duration=5.0)), time_unit="h")
-    res = run(MB, reg, PMB)
+    res = run(MB, reg, PMB, loop=loop)
     body = res["depot"] + res["central"] + res["peripheral"]
     sc_in = sum(np.where(T1 >= t0 + PMB["ALAG"], PMB["F"] * 100.0, 0.0) for t0 in (0.0, 24.0, 48.0))
     total_in = sc_in + np.where(T1 >= 6.0, 40.0, 0.0) + infused_so_far(T1, 30.0, 5.0, 30.0)
@@ -99,7 +105,8 @@ def test_mass_balance_accumulator_time_varying_clearance_all_routes():
 # ------------------------------------------------------------------------------------------------
 # Non-negativity and superposition
 # ------------------------------------------------------------------------------------------------
-def test_states_non_negative_for_random_patients_and_regimens():
+@loops
+def test_states_non_negative_for_random_patients_and_regimens(loop):
     rng = np.random.default_rng(7)
     for _ in range(3):
         params = {k: float(v * np.exp(rng.normal(0, 0.7))) for k, v in P2.items() if k not in ("F", "ALAG")}
@@ -107,22 +114,23 @@ def test_states_non_negative_for_random_patients_and_regimens():
         doses = [Dose(float(t), float(a), "mg", r, duration=(2.0 if r == "IV_infusion" else None))
                  for t, a, r in zip(np.sort(rng.uniform(0, 60, 5)), rng.uniform(0, 100, 5),
                                     rng.choice(["SC", "IV_bolus", "IV_infusion"], 5))]
-        res = run(M2, Regimen(tuple(doses), time_unit="h"), params)
+        res = run(M2, Regimen(tuple(doses), time_unit="h"), params, loop=loop)
         for name in ("depot", "central", "peripheral"):
             assert res[name].min() >= -1e-12, name
         assert res["CP"].max() > 0
 
 
-def test_superposition_linear_pk():
+@loops
+def test_superposition_linear_pk(loop):
     a = Regimen((Dose(0.0, 100.0, "mg", "SC"), Dose(24.0, 50.0, "mg", "IV_bolus")), time_unit="h")
     b = Regimen((Dose(10.0, 30.0, "mg", "IV_infusion", duration=4.0), Dose(36.0, 80.0, "mg", "SC")), time_unit="h")
-    ra, rb, rab = run(M2, a, P2), run(M2, b, P2), run(M2, a + b, P2)
+    ra, rb, rab = run(M2, a, P2, loop=loop), run(M2, b, P2, loop=loop), run(M2, a + b, P2, loop=loop)
     scale = rab["CP"].max()
     np.testing.assert_allclose(rab["CP"], ra["CP"] + rb["CP"], rtol=1e-8, atol=1e-10 * scale)
     np.testing.assert_allclose(rab["peripheral"], ra["peripheral"] + rb["peripheral"], rtol=1e-8, atol=1e-9)
     # homogeneity: doubling every dose doubles the curve
     a2 = Regimen(tuple(Dose(d.time, 2 * d.amount, d.unit, d.route, d.duration) for d in a.doses), time_unit="h")
-    np.testing.assert_allclose(run(M2, a2, P2)["CP"], 2 * ra["CP"], rtol=1e-8, atol=1e-10 * scale)
+    np.testing.assert_allclose(run(M2, a2, P2, loop=loop)["CP"], 2 * ra["CP"], rtol=1e-8, atol=1e-10 * scale)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,20 +149,21 @@ BATCH_PARAMS = dict(CL=np.array([0.9, 1.4, 0.5, 2.0]), V1=np.array([6.0, 8.0, 4.
 NJ, NI = 5, 1  # the padded lengths the batch gets (patient 0 has 5 jumps, patients 1 and 2 one infusion)
 
 
-def one_by_one(i, params):
+def one_by_one(i, params, loop="segments"):
     """Patient i alone, with its events padded to the batch's lengths (the same compiled shape)."""
     ev = regimen_to_events(M2, REGS[i], pad_jumps=NJ, pad_infusions=NI)
     return simulate(M2, ev, T1, {k: float(v[i]) for k, v in params.items()} | {"Q": P2["Q"], "V2": P2["V2"]},
-                    **BATCH)
+                    loop=loop, **BATCH)
 
 
-def test_batch_of_different_patients_and_regimen_lengths_equals_one_by_one():
+@loops
+def test_batch_of_different_patients_and_regimen_lengths_equals_one_by_one(loop):
     assert sorted(len(r.expanded()) for r in REGS) == [1, 1, 4, 5]
-    res = simulate(M2, REGS, T1, dict(BATCH_PARAMS, Q=P2["Q"], V2=P2["V2"]), **BATCH)
+    res = simulate(M2, REGS, T1, dict(BATCH_PARAMS, Q=P2["Q"], V2=P2["V2"]), **BATCH, loop=loop)
     assert res.batched and res["CP"].shape == (4, len(T1))
     np.testing.assert_array_equal(res.status, [0, 0, 0, 0])
     for i in range(4):
-        one = one_by_one(i, BATCH_PARAMS)
+        one = one_by_one(i, BATCH_PARAMS, loop)
         assert int(one.status) == 0
         np.testing.assert_allclose(res["CP"][i], one["CP"], rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(res["peripheral"][i], one["peripheral"], rtol=1e-12, atol=1e-14)
@@ -170,27 +179,29 @@ def test_padding_does_not_change_the_solution():
 
 
 @pytest.mark.parametrize("bad", [0, 2])
-def test_batch_with_nan_parameter_flags_that_patient_only(bad):
+@loops
+def test_batch_with_nan_parameter_flags_that_patient_only(bad, loop):
     params = {k: v.copy() for k, v in BATCH_PARAMS.items()}
     params["CL"][bad] = np.nan
-    res = simulate(M2, REGS, T1, dict(params, Q=P2["Q"], V2=P2["V2"]), **BATCH)
+    res = simulate(M2, REGS, T1, dict(params, Q=P2["Q"], V2=P2["V2"]), **BATCH, loop=loop)
     assert res.status[bad] != STATUS_OK
     good = [i for i in range(4) if i != bad]
     assert np.all(res.status[good] == STATUS_OK)
     for i in good:
-        np.testing.assert_allclose(res["CP"][i], one_by_one(i, params)["CP"], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(res["CP"][i], one_by_one(i, params, loop)["CP"], rtol=1e-12, atol=1e-14)
     assert not res.ok[bad] and res.ok[good].all()
 
 
-def test_batch_with_stiff_patient_hitting_max_steps_flags_that_patient_only():
+@loops
+def test_batch_with_stiff_patient_hitting_max_steps_flags_that_patient_only(loop):
     params = {k: v.copy() for k, v in BATCH_PARAMS.items()}
     params["KA"][0] = 1e5  # absorption 1e5/h: the explicit solver is stability-limited to dt ~ 3e-5 h
-    res = simulate(M2, REGS, T1, dict(params, Q=P2["Q"], V2=P2["V2"]), **BATCH)
+    res = simulate(M2, REGS, T1, dict(params, Q=P2["Q"], V2=P2["V2"]), **BATCH, loop=loop)
     assert res.status[0] == STATUS_SOLVER_FAILED
     np.testing.assert_array_equal(res.status[1:], [0, 0, 0])
     for i in (1, 2, 3):
-        np.testing.assert_allclose(res["CP"][i], one_by_one(i, params)["CP"], rtol=1e-12, atol=1e-14)
-    alone = one_by_one(0, params)
+        np.testing.assert_allclose(res["CP"][i], one_by_one(i, params, loop)["CP"], rtol=1e-12, atol=1e-14)
+    alone = one_by_one(0, params, loop)
     assert int(alone.status) == STATUS_SOLVER_FAILED
 
 
