@@ -152,7 +152,7 @@ def cards_page() -> str:
            "Every drug card (`models/<drug>.toml`): each parameter with its value, unit and source. Entries whose "
            "source starts with *assumed* are priors to calibrate, not measurements; parameters a card does not "
            "set take the class defaults of the components (see *Components*). The calibrated values that "
-           "`qsp simulate` uses by default are laid over these (`data/calibrated/tce_map.json`; "
+           "`qsp simulate` uses by default are laid over these (`data/calibrated/tce_posterior.json`; "
            "`--parameters prior` uses the cards as written).\n"]
     for name in list_cards():
         card = load_card(name)

@@ -4,11 +4,14 @@ A *parameter set* is a set of typical values laid over a drug's model (its card 
 defaults, i.e. the prior centres):
 
 * ``prior`` — nothing laid over: the card values and component defaults;
-* ``calibrated`` — the MAP values of the joint calibration fit, read from a calibrated-parameter file
-  (format :data:`FORMAT`, written by :func:`qsp.calibrate.export.write_calibrated`).
+* ``calibrated`` — the typical values of the joint calibration fit, read from a calibrated-parameter file
+  (format :data:`FORMAT`, written by :func:`qsp.calibrate.export.write_calibrated` or a calibration job).
 
 Which file: ``$QSP_CALIBRATED`` (:data:`CALIBRATED_ENV`) if set — a path, or ``none`` for no file —, else
-the file shipped as package data, ``data/calibrated/tce_map.json`` (:data:`SHIPPED_FILE`). The default set
+the file shipped as package data, ``data/calibrated/tce_posterior.json`` (:data:`SHIPPED_FILE`): the
+``joint_crs_nuts`` job's posterior (the joint MAP of the mechanism, NUTS draws of the CRS layer;
+``calibration/ship_posterior.py``). The joint MAP's Laplace file ``data/calibrated/tce_map.json`` ships too
+(``QSP_CALIBRATED=<its path>``). The default set
 (:func:`default_parameter_set`) is ``calibrated`` when such a file exists and ``prior`` otherwise; asking for
 ``calibrated`` when there is none, or when the file does not fit the drug's model, is an
 :class:`~qsp.errors.InputError`, never a silent fallback to the prior.
@@ -56,7 +59,7 @@ from .priors import TRANSFORMS
 
 FORMAT = "qsp-calibrated/1"
 CALIBRATED_ENV = "QSP_CALIBRATED"
-SHIPPED_FILE = ("calibrated", "tce_map.json")  # under data/ (package qsp._data)
+SHIPPED_FILE = ("calibrated", "tce_posterior.json")  # under data/ (package qsp._data)
 PARAMETER_SETS = ("prior", "calibrated")
 LEVELS = ("class", "class+deviation", "drug")
 VALUE_RTOL = 1e-6  # stored values must equal T^-1(mean) to this relative tolerance
@@ -269,7 +272,7 @@ def _parse_text(data: bytes, where: str) -> CalibratedFile:
 
 
 def shipped_file():
-    """The calibrated file shipped as package data (``data/calibrated/tce_map.json``), or None."""
+    """The calibrated file shipped as package data (``data/calibrated/tce_posterior.json``), or None."""
     from .io.resources import data_root
 
     node = data_root()

@@ -29,7 +29,7 @@ if "QSP_COMPILE_CACHE" not in os.environ:
     os.environ["QSP_COMPILE_CACHE"] = _CACHE
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ.setdefault("EQX_ON_ERROR", "nan")
-SHIPPED_CALIBRATED = ROOT / "data" / "calibrated" / "tce_map.json"
+SHIPPED_CALIBRATED = ROOT / "data" / "calibrated" / "tce_posterior.json"
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 :func:`export_calibrated` turns a :class:`~qsp.calibrate.fit.FitResult` into a versioned JSON document
 (``"format": "qsp-calibrated/1"``, :data:`qsp.paramsets.FORMAT`); :func:`write_calibrated` writes it
-atomically. The shipped file is ``data/calibrated/tce_map.json`` (written by the fit script).
+atomically. ``data/calibrated/tce_map.json`` is written this way by the fit script; the default file,
+``data/calibrated/tce_posterior.json``, is a NUTS job's ``params.toml`` (the same format with posterior draws),
+shipped by ``calibration/ship_posterior.py``.
 
 The fit works on the flat unconstrained vector ``x`` (entries named ``class:P``, ``drug:<drug>:Q``,
 ``dev:<drug>:P``; :meth:`ParameterSpace.names`) with the Laplace approximation ``x ~ N(x_map, Sigma)``.
