@@ -17,7 +17,9 @@ trial step shows how much is the model, how much the solver loop, and how much t
 For the gradient target (reverse mode <= 3 forward solves) two more: ``rhs_vjp_ns``, one value-and-VJP of the
 vector field (w.r.t. state and every parameter) per patient, against ``rhs_ns``; and
 ``machinery_gradient_over_forward``, reverse mode through the Tsit5 + PID loop on the trivial right-hand side
-(recursive checkpointing with diffrax's default and with 128 checkpoints, 256 lanes): what the loop alone costs.
+(256 lanes; recursive checkpointing with diffrax's default and with 128 checkpoints, both fewer than the toy's
+~180 steps, so they recompute, and with 4096, which stores every step: no recomputation, as on the engine's
+segment loop, whose segments are shorter than its checkpoint count): what the loop alone costs.
 
     python benchmarks/step_cost.py --patients 1024 --json benchmarks/results/step_cost.json
 """
@@ -73,7 +75,7 @@ def rhs_vjp_cost(model, p0, states, n, repeats):
 
     def one(y, p, r):
         out, pull = jax.vjp(lambda yy, pp: model.vector_field(1.0, yy, (pp, r)), y, p)
-        return pull(jnp.ones_like(out))
+        return out, pull(jnp.ones_like(out))  # the value too, so that nothing of the primal is dropped
 
     f = jax.jit(jax.vmap(one))
     return 1e9 * _median_s(f, (ys, P, rate), repeats) / n
@@ -129,7 +131,7 @@ def main(argv=None) -> dict:
     rhs_vjp = rhs_vjp_cost(model, model.params(), states, a.patients, a.repeats)
     mach, toy_steps = machinery_cost(len(model.state_names), a.patients, a.repeats)
     grad_ratio = {str(c): machinery_grad_ratio(len(model.state_names), min(a.patients, 256), a.repeats, c)
-                  for c in (None, 128)}
+                  for c in (None, 128, 4096)}
     kw = dict(days=DAYS, follow_up_days=0.0, rtol=RTOL, atol=ATOL, out_names=("il6_pg_per_ml", "conc_nM"))
     res = run_trial(model, reg, pop, ref, **kw)
     runs = []

@@ -143,7 +143,8 @@ def main(argv=None):
                                                  f"({time.time() - t0:.0f} s)", flush=True))
     files = write_fit(fit, a.out)
     shipped_setup = (not a.leave_out and cls == CLASS and drg == DRUG and tuple(drugs) == DEFAULT_DRUGS)
-    # only the full fit with the shipped settings replaces the simulator's default parameters unless asked
+    # only the full fit with the shipped settings replaces data/calibrated/tce_map.json (the joint MAP with its Laplace
+    # approximation; the default file, tce_posterior.json, is shipped from a NUTS job by ship_posterior.py)
     ship = a.calibrated or ("data/calibrated/tce_map.json" if shipped_setup else "none")
     if ship != "none":
         files.append(write_calibrated(fit, ship, command="python calibration/fit_map.py " + " ".join(argv or sys.argv[1:])))

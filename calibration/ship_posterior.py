@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 
+from qsp.jobs.store import atomic_write_bytes
 from qsp.paramsets import parse_calibrated
 
 
@@ -33,12 +32,8 @@ def main(argv=None) -> Path:
         raise SystemExit(f"error: {a.params}: no posterior draws (a MAP job's file; ship data/calibrated/tce_map.json "
                          "for a MAP fit)")
     obj["fit"]["shipped_from"] = str(a.params)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=a.out.parent, prefix=a.out.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, separators=(",", ":"))
-        f.write("\n")
-    os.replace(tmp, a.out)
+    text = json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n"
+    atomic_write_bytes(a.out, text.encode("utf-8"))  # temp file + fsync + rename, mode 0644
     print(f"wrote {a.out} ({a.out.stat().st_size / 1e6:.1f} MB): {len(cf.class_section.draws)} posterior draws")
     return a.out
 

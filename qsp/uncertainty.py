@@ -1,7 +1,8 @@
 """Parameter uncertainty of a virtual trial's CRS incidence: one cohort, K parameter sets drawn from the fit.
 
-:func:`run_trial_uncertainty` draws K parameter sets from the normal (Laplace) approximation of the
-calibration fit (:func:`qsp.paramsets.draw_parameter_sets`) and runs the same virtual trial once per set: the
+:func:`run_trial_uncertainty` draws K parameter sets from the calibration fit
+(:func:`qsp.paramsets.draw_parameter_sets`: among the posterior draws of a NUTS job's file, the shipped default,
+or from the normal (Laplace) approximation of a MAP file) and runs the same virtual trial once per set: the
 same card, regimen, premedication and virtual patients (same ``seed``: each patient's random effects,
 covariates and CRS sensitivity ``z`` are common to all draws), only the typical values change. The spread of
 a per-dose percentage over the draws is its uncertainty from the calibration, for this cohort:

@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import diffrax
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -134,10 +135,16 @@ def solve_events_whole(model: Model, cfg, params: Mapping, ev: EventArrays, ts, 
         active = (i0 <= t) & (t < i1)
         return jnp.zeros(n_states).at[ev.inf_state].add(jnp.where(active, irate, 0.0))
 
-    t_last = jnp.nextafter(t_end, -big)  # events at t_end act on the outputs (mapped back below), not on the field
+    # Events at t_end act on the outputs (mapped back below), never on the field: the last step's stages at t_end
+    # see the left limit. diffrax stretches a step that ends within 100 ulp of t_end to t_end, so an event in that
+    # last sliver lies inside the last step: the field stops before the first event past the floor diffrax uses.
+    floor = t_end
+    for _ in range(101):
+        floor = eqxi.prevbefore(floor)
+    t_last = eqxi.prevbefore(jnp.minimum(t_end, jnp.min(jnp.where(bp > floor, bp, t_end))))
 
     def field(t, z, args):
-        te = jnp.minimum(t, t_last)  # the last step's stages at t_end see the left limit (no 1-ulp sliver of a dose)
+        te = jnp.minimum(t, t_last)  # the last step's stages see the left limit of events at (or just before) t_end
         return model.vector_field(t, z + offset_at(te), (args, rate_at(te)))
 
     # Saved points. Full states (z, mapped back to y = z + O with the right segment's offset) at the output times and

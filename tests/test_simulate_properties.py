@@ -171,10 +171,11 @@ def test_batch_of_different_patients_and_regimen_lengths_equals_one_by_one(loop)
     assert np.min(np.abs(res["CP"][0] - res["CP"][1])[T1 > 10]) > 1e-3
 
 
-def test_padding_does_not_change_the_solution():
+@loops
+def test_padding_does_not_change_the_solution(loop):
     ev_pad = regimen_to_events(M2, REGS[0], pad_jumps=NJ + 3, pad_infusions=NI + 2)
-    a = simulate(M2, REGS[0], T1, P2, **BATCH)
-    b = simulate(M2, ev_pad, T1, P2, **BATCH)
+    a = simulate(M2, REGS[0], T1, P2, **BATCH, loop=loop)
+    b = simulate(M2, ev_pad, T1, P2, **BATCH, loop=loop)
     np.testing.assert_allclose(a["CP"], b["CP"], rtol=1e-9, atol=1e-12)
 
 
@@ -215,7 +216,8 @@ def test_batched_parameter_validation_checks_every_patient():
 
 
 
-def test_batch_with_per_patient_covariates_and_time_grids():
+@loops
+def test_batch_with_per_patient_covariates_and_time_grids(loop):
     """mg/kg doses converted with each patient's weight, and a different output grid per patient (2-D times)."""
     def kg_regimen(i):
         return [Regimen((Dose(0.0, 1.0, "mg/kg", "SC", ii=12.0, addl=3), Dose(40.0, 0.2, "mg/kg", "IV_bolus")),
@@ -228,7 +230,7 @@ def test_batch_with_per_patient_covariates_and_time_grids():
     covs = [Covariates(weight_kg=w) for w in weights]
     times = np.stack([T1 * (1.0 + 0.1 * i) for i in range(4)])
     res = simulate(M2, [kg_regimen(i) for i in range(4)], times, dict(BATCH_PARAMS, Q=P2["Q"], V2=P2["V2"]),
-                   covariates=covs, **BATCH)
+                   covariates=covs, **BATCH, loop=loop)
     np.testing.assert_array_equal(res.status, 0)
     for i in range(4):
         reg_mg = kg_regimen(i).with_doses(Dose(d.time, d.amount * weights[i], "mg", d.route, d.duration, d.ii, d.addl)
@@ -236,7 +238,7 @@ def test_batch_with_per_patient_covariates_and_time_grids():
         ev = regimen_to_events(M2, reg_mg, pad_jumps=NJ, pad_infusions=NI)
         one = simulate(M2, ev, times[i], {k: float(v[i]) for k, v in BATCH_PARAMS.items()} | {"Q": P2["Q"],
                                                                                                "V2": P2["V2"]},
-                       **BATCH)
+                       **BATCH, loop=loop)
         np.testing.assert_allclose(res["CP"][i], one["CP"], rtol=1e-12, atol=1e-14)
 
 

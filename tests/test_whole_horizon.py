@@ -194,3 +194,31 @@ def test_segments_after_the_horizon_hold_the_last_state():
             for loop in ("segments", "whole"))
     scale = np.abs(np.asarray(a.seg_y)).max() * 1e-8 + 1e-15
     assert _rel(a.seg_y, b.seg_y, scale) <= 1e-7
+
+
+@pytest.mark.parametrize("case", ["bolus_at_end", "bolus_ulps_before_end", "infusion_ends_at_end",
+                                  "infusion_starts_at_end", "horizon_at_zero"])
+def test_events_at_or_just_before_the_horizon_match_the_segmented_loop(case):
+    """Events at the last output time (or a few ulp before it, inside the step diffrax stretches to the end) act on
+    that output exactly and on nothing before it; an infusion ending at the horizon is on until its end."""
+    pk = qsp.pk_model("pk-2cmt")
+    end = 72.0
+    ts = np.linspace(0.0, end, 97)
+    first = qsp.Dose(0.0, 20.0, "mg", "SC")
+    late = {"bolus_at_end": qsp.Dose(end, 50.0, "mg", "IV_bolus"),
+            "bolus_ulps_before_end": qsp.Dose(float(np.nextafter(np.nextafter(end, 0.0), 0.0)), 50.0, "mg",
+                                              "IV_bolus"),
+            "infusion_ends_at_end": qsp.Dose(68.0, 50.0, "mg", "IV_infusion", duration=4.0),
+            "infusion_starts_at_end": qsp.Dose(end, 50.0, "mg", "IV_infusion", duration=4.0),
+            "horizon_at_zero": qsp.Dose(0.0, 50.0, "mg", "IV_bolus")}[case]
+    if case == "horizon_at_zero":  # outputs only at 0; the doses at 0 are in the output, nothing is integrated
+        ts = np.zeros(3)
+    reg = qsp.Regimen([first, late], time_unit="h")
+    a = qsp.simulate(pk, reg, ts, PK, **TIGHT, loop="segments")
+    b = qsp.simulate(pk, reg, ts, PK, **TIGHT, loop="whole")
+    assert int(a.status) == 0 and int(b.status) == 0
+    for name in ("central", "peripheral", "depot"):
+        ya, yb = np.asarray(a.states[name]), np.asarray(b.states[name])
+        assert np.all(np.abs(ya - yb) <= 1e-11 * np.abs(ya) + 1e-13), (case, name)
+    if case in ("bolus_at_end", "bolus_ulps_before_end"):  # the bolus shows in the last output only
+        assert a.states["central"][-1] - a.states["central"][-2] > 40.0

@@ -82,7 +82,9 @@ Parameter sets (drug and population mode):
 
 \b
   --uncertainty K reruns the trial with K parameter sets drawn from the
-  fit's Laplace approximation (same patients, draws seeded by --seed)
+  calibrated file: among its posterior draws (the shipped default, a
+  NUTS job's posterior) or from its Laplace approximation (a MAP file such
+  as data/calibrated/tce_map.json); same patients, draws seeded by --seed,
   and adds crs_*_pct_p05 / crs_*_pct_p95 (5th/95th percentiles over the
   draws) next to each percentage of crs_by_dose.csv and the table.
 
