@@ -5,7 +5,8 @@ model is built:
 
 1. **Shape and types** (pydantic models below, unknown keys refused): ``[drug]`` (name equal to the file
    name, molecular weight > 0, ...), ``[structure]`` (``pk`` 1cmt/2cmt, ``absorption`` SC/IV/
-   IV_continuous/IP, flags as booleans), ``[covariates]`` (weight 20-300 kg, height 100-250 cm),
+   IV_continuous/IP, flags as booleans, ``secretion_stages`` an integer 1-20), ``[covariates]`` (weight
+   20-300 kg, height 100-250 cm),
    ``[params]`` entries ``{ value, unit, description, source }`` with a number for ``value``,
    ``[pd]`` (informational entries of the same shape), ``[population]`` and ``[crs]``.
 2. **Meaning**: every parameter the card's structure needs is present (:func:`required_params`), each
@@ -25,8 +26,9 @@ import math
 import tomllib
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
+from .components.tcells import DEFAULT_SECRETION_STAGES, MAX_SECRETION_STAGES
 from .errors import InputError
 
 CARD_UNITS = {
@@ -68,6 +70,8 @@ class StructureTable(_Strict):
     soluble_target: StrictBool = False
     target_kind: Literal["b_cell", "plasma_cell", "solid"]
     ada_common: StrictBool = False
+    # transit stages between T-cell engagement and cytokine secretion (qsp.components.tcells): 1 = exponential delay
+    secretion_stages: StrictInt = Field(default=DEFAULT_SECRETION_STAGES, ge=1, le=MAX_SECRETION_STAGES)
 
 
 class CovariateTable(_Strict):

@@ -18,6 +18,7 @@ from .errors import InputError
 from .io.resources import CardFile, builtin_models, card_files
 from .model import Model
 from .regimen import Regimen
+from .components.tcells import DEFAULT_SECRETION_STAGES
 from .tce import build_tce_model
 from .units import Covariates
 
@@ -208,7 +209,8 @@ def _model_cached(card: "DrugCard", binding: str, il6_state: bool) -> Model:
     model_name = f"tce-{card.name}" + ("" if binding == "qe" else f"-{binding}")
     desc = f"{card.name} ({card.drug.get('brand', '')}; {card.target} x CD3)"
     model = build_tce_model(model_name, vals, mw_g_per_mol=card.mw_g_per_mol, pk=pk, time_varying_cl=tv,
-                            binding=binding, il6_state=il6_state, sources=srcs, description=desc)
+                            binding=binding, il6_state=il6_state, sources=srcs, description=desc,
+                            secretion_stages=int(st.get("secretion_stages", DEFAULT_SECRETION_STAGES)))
     priors = card_priors(card, model)
     return model.with_priors(priors) if priors else model
 

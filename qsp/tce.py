@@ -20,7 +20,7 @@ from .components.crs_link import CRSLink
 from .components.cytokines import Cytokines
 from .components.pk import CentralDosing, Depot, LinearDisposition
 from .components.targets import TARGET_STATES, TargetCells
-from .components.tcells import T_STATES, TCells
+from .components.tcells import DEFAULT_SECRETION_STAGES, TCells
 from .errors import InputError
 from .model import Component, DoseRoute, Model, Output, Param
 
@@ -50,6 +50,7 @@ class DrugOutputs(Component):
 
 def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: float, pk: str = "2cmt",
                     time_varying_cl: bool = True, binding: str = "qe", il6_state: bool = False,
+                    secretion_stages: int = DEFAULT_SECRETION_STAGES,
                     sources: Mapping[str, str] | None = None, description: str = "") -> Model:
     """Compose the TCE model; ``values`` override component defaults (drug-specific parameters).
 
@@ -57,6 +58,8 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
         binding: ``"qe"`` (quasi-equilibrium, explicit solvers, fast) or ``"full"`` (mass action; stiff,
             use ``solver="kvaerno5"``).
         il6_state: keep IL-6 as an ODE state instead of its quasi-steady state.
+        secretion_stages: transit stages between T-cell engagement and cytokine secretion (an Erlang delay of
+            mean ``1/KSEC`` and coefficient of variation ``1/sqrt(n)``; :mod:`qsp.components.tcells`).
     """
     if binding not in BINDING_FORMS:
         raise InputError(f"unknown binding form {binding!r}; allowed: {', '.join(BINDING_FORMS)}", field="binding")
@@ -73,9 +76,10 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
         LinearDisposition(n_cmt, time_varying=time_varying_cl, time_unit="day", amount_unit="nmol"),
         CentralDosing(time_unit="day"),
     ]
-    bkw = dict(t_states=T_STATES, target_states=TARGET_STATES, v1_name=v1_name)
+    tcells = TCells(stages=secretion_stages)
+    bkw = dict(t_states=tcells.t_states, target_states=TARGET_STATES, v1_name=v1_name)
     comps.append(BindingQE(**bkw) if binding == "qe" else BindingFull(**bkw))
-    comps += [TCells(), TargetCells(), Cytokines(il6_state=il6_state), ADA(),
+    comps += [tcells, TargetCells(), Cytokines(il6_state=il6_state), ADA(),
               DrugOutputs(mw_g_per_mol, src.get("MW", "data/drugs.csv")), CRSLink()]
     routes = {"SC": DoseRoute("depot", "F", "ALAG"), "IP": DoseRoute("depot", "F", "ALAG"),
               "IV_bolus": DoseRoute("central", "F2", "ALAG2"), "IV_infusion": DoseRoute("central", "F2", "ALAG2"),

@@ -68,7 +68,7 @@ class TargetCells(Component):
 
     def derive(self, t, y, p, d):
         tpc = d["tpc"]
-        eff = (y["T_new"] + y["T_act"] + y["T_des"]) / p["T0"] * tpc / (p["TPC50"] + tpc)
+        eff = d["t_engaged"] / p["T0"] * tpc / (p["TPC50"] + tpc)
         return {"kill_rate": p["KKILL"] * eff, "kill_rate_normal": p["KKILL_NORMAL"] * eff}
 
     def rates(self, t, y, p, d):

@@ -27,11 +27,21 @@ signal first exceeds its threshold. With ``T = T_rest + T_new + T_act + T_des``,
     H    = KHOMEO (T0 - T) T_rest / T                 homeostasis through the resting pool
 
     dT_rest/dt = -Phi + R + H
-    dT_new/dt  =  Phi - KSEC T_new
-    dT_act/dt  =  KSEC T_new + P - (KDEACT + KAICD) T_act
+    dT_new/dt  =  Phi - n KSEC T_new                          (n = secretion_stages; T_new = T_new1)
+    dT_newj/dt =  n KSEC (T_new(j-1) - T_newj),  j = 2..n
+    dT_act/dt  =  n KSEC T_newn + P - (KDEACT + KAICD) T_act
     dT_des/dt  =  KDEACT T_act - R
     dmarg/dt   =  KMARG (u / T) (MARG_MAX - marg) - KRET marg
     blood T cells = (1 - marg) T
+
+**Secretion stages** (``secretion_stages = n``, a structure option of the card; default 1): the delay from
+engagement to secretion passes through ``n`` transit stages of rate ``n KSEC`` each, an Erlang delay of mean
+``1/KSEC`` and coefficient of variation ``1/sqrt(n)`` (transit compartments: Sun & Jusko J Pharm Sci
+1998;87:732; Savic et al. J Pharmacokinet Pharmacodyn 2007;34:711). With ``n = 1`` (exponential, CV 1) a delay
+long enough to put the IL-6 peak ~2 days after an SC dose also spreads secretion over several days; the steps
+between CD3 cross-linking and monocyte IL-6 (signalling, transcription, T-cell cytokines, monocyte activation)
+make a delay that is late and narrow, which ``n > 1`` represents. Why it is an option and not the default: see
+``calibration/README.md`` (teclistamab-only fits with 3, 6 and 12 stages).
 
 ``ramp(x) = x^2 / (x + 0.01)`` for ``x > 0`` and 0 otherwise is ``max(x, 0)`` with a continuous
 derivative (:func:`ramp`; the engaged fraction slides along ``S = e`` while the drug stays, and a plain
@@ -45,7 +55,7 @@ Consequences, each a published behaviour:
   baseline: blinatumomab cytokines peak in the first 1-2 days of a continuous infusion and resolve while it
   continues (Klinger et al. Blood 2012;119:6226); the MajesTEC-1 mean IL-6 peaks ~2 days after each SC
   dose and is back near baseline before the next (Willemin et al. CPT:PSP 2024);
-* secretion starts ``1/KSEC`` (~16 h) after engagement and lasts ``1/KDEACT`` (~16 h): TCE-induced
+* secretion starts on average ``1/KSEC`` (~16 h) after engagement and lasts ``1/KDEACT`` (~16 h): TCE-induced
   T-cell cytokines accumulate over the first day in whole-blood assays (Leclercq-Cohen et al. Clin Cancer
   Res 2023), and serum IL-6 peaks ~1 day after an IV dose and ~2 days after an SC one;
 * **priming**: a repeated dose that reaches no higher signal recruits nobody, and each step-up dose
@@ -76,9 +86,24 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ..errors import InputError
 from ..model import Component, Output, Param, State
 
-T_STATES = ("T_rest", "T_new", "T_act", "T_des")
+DEFAULT_SECRETION_STAGES = 1
+MAX_SECRETION_STAGES = 20
+
+
+def t_new_states(stages: int = DEFAULT_SECRETION_STAGES) -> tuple[str, ...]:
+    """Names of the transit stages between engagement and secretion: ``T_new``, ``T_new2`` ... ``T_new<n>``."""
+    return ("T_new",) + tuple(f"T_new{j}" for j in range(2, int(stages) + 1))
+
+
+def t_states(stages: int = DEFAULT_SECRETION_STAGES) -> tuple[str, ...]:
+    """The T-cell states that carry CD3 (every state but ``marg``), for a given number of secretion stages."""
+    return ("T_rest",) + t_new_states(stages) + ("T_act", "T_des")
+
+
+T_STATES = t_states()  # the default structure (one stage)
 
 
 def hill(x, x50, h):
@@ -105,14 +130,23 @@ def ramp(x, delta=RAMP_DELTA):
 class TCells(Component):
     name = "tcells"
 
-    def __init__(self, *, t0=550.0, sources=None, **overrides):
+    def __init__(self, *, t0=550.0, sources=None, stages: int = DEFAULT_SECRETION_STAGES, **overrides):
+        if isinstance(stages, bool) or not isinstance(stages, int) or not 1 <= stages <= MAX_SECRETION_STAGES:
+            raise InputError(f"secretion_stages must be an integer from 1 to {MAX_SECRETION_STAGES}, got {stages!r}",
+                             field="secretion_stages")
+        self.stages = stages
+        self.t_new = t_new_states(stages)
+        self.t_states = t_states(stages)
         src = sources or {}
         v = dict(KSEC=1.5, KACT=6.0, TPT50=40.0, HILL=1.0, KDEACT=1.5, KREC=0.04, KPROLIF=0.3, TMAX_FOLD=3.0,
                  KAICD=0.1, KHOMEO=0.05, KMARG=100.0, MARG_MAX=0.8, KRET=0.7)
         v.update(overrides)
         self.states = (
             State("T_rest", "cells/uL", "resting (cytokine-competent) T cells, blood + marginated", "T0"),
-            State("T_new", "cells/uL", "newly engaged T cells, before their cytokine-secreting phase"),
+            State("T_new", "cells/uL", "newly engaged T cells, before their cytokine-secreting phase"
+                  + ("" if stages == 1 else " (transit stage 1)")),
+            *(State(n, "cells/uL", f"newly engaged T cells, transit stage {j} before secreting")
+              for j, n in enumerate(self.t_new[1:], start=2)),
             State("T_act", "cells/uL", "recently recruited T cells in their cytokine-secreting phase"),
             State("T_des", "cells/uL", "engaged T cells after the secreting phase (primed, cytotoxic, refractory)"),
             State("marg", "1", "fraction of the T-cell pool marginated out of the blood"),
@@ -126,7 +160,8 @@ class TCells(Component):
             Param("TPT50", v["TPT50"], "1/cell", "median activation threshold, trimers per T cell",
                   "assumed: tens of trimers per cell activate (Li et al. CPT 2022)"),
             Param("HILL", v["HILL"], "1", "spread of activation thresholds over the pool (Hill coefficient)", a),
-            Param("KSEC", v["KSEC"], "1/day", "onset of cytokine secretion after engagement (T_new -> T_act)",
+            Param("KSEC", v["KSEC"], "1/day", "onset of cytokine secretion after engagement: 1/KSEC is the mean "
+                  "delay T_new -> T_act (over all secretion stages)",
                   "assumed: TCE-induced cytokines accumulate over the first day in whole blood (Leclercq-Cohen et "
                   "al. Clin Cancer Res 2023); serum IL-6 peaks ~1 day after IV and ~2 days after SC doses"),
             Param("KDEACT", v["KDEACT"], "1/day", "end of the cytokine-secreting phase (T_act -> T_des)",
@@ -158,7 +193,8 @@ class TCells(Component):
 
     def derive(self, t, y, p, d):
         s = hill(d["tpt"], p["TPT50"], p["HILL"])
-        tr, tn, ta, td = (y[n] for n in T_STATES)
+        tr, ta, td = y["T_rest"], y["T_act"], y["T_des"]
+        tn = sum(y[n] for n in self.t_new)
         tot = jnp.maximum(tr + tn + ta + td, 1e-12)
         eng = tn + ta + td
         u = tot * ramp(s - eng / tot)
@@ -167,16 +203,20 @@ class TCells(Component):
 
     def rates(self, t, y, p, d):
         s, tot, eng, u = d["t_signal"], d["t_total"], d["t_engaged"], d["t_unengaged_above"]
-        tr, tn, ta, td = (y[n] for n in T_STATES)
+        tr, ta, td = y["T_rest"], y["T_act"], y["T_des"]
         w = tot * ramp(eng / tot - s)
         rec = p["KREC"] * w * td / jnp.maximum(eng, 1e-12)
         prolif = p["KPROLIF"] * (1.0 - d.get("dex_inhibition", 0.0)) * (1.0 - tot / (p["TMAX_FOLD"] * p["T0"])) * ta
         homeo = p["KHOMEO"] * (p["T0"] - tot) * tr / tot
         phi = d["activation_flux"]
+        k = self.stages * p["KSEC"]  # each stage lasts 1/(n KSEC): the whole delay has mean 1/KSEC
+        transit = {self.t_new[0]: phi - k * y[self.t_new[0]]}
+        for prev, cur in zip(self.t_new[:-1], self.t_new[1:]):
+            transit[cur] = k * (y[prev] - y[cur])
         return {
             "T_rest": -phi + rec + homeo,
-            "T_new": phi - p["KSEC"] * tn,
-            "T_act": p["KSEC"] * tn + prolif - (p["KDEACT"] + p["KAICD"]) * ta,
+            **transit,
+            "T_act": k * y[self.t_new[-1]] + prolif - (p["KDEACT"] + p["KAICD"]) * ta,
             "T_des": p["KDEACT"] * ta - rec,
             "marg": p["KMARG"] * (u / tot) * (p["MARG_MAX"] - y["marg"]) - p["KRET"] * y["marg"],
         }
