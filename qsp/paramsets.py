@@ -29,7 +29,9 @@ What the file holds (all on the unconstrained scale ``u = T(value)`` of each par
 * optionally, per section, ``draws``: posterior draws of ``u`` (a NUTS calibration job's ``params.toml``,
   :mod:`qsp.jobs`); :func:`draw_parameter_sets` then picks among them instead of the normal approximation.
 
-A file is JSON, or TOML when its name ends in ``.toml`` (the same document).
+A file is JSON, or TOML when its name ends in ``.toml`` (the same document). Its ``fit.structure`` records the
+T-cell secretion stages each fitted drug's model had (:func:`check_structure`): parameters fitted on one structure
+are not laid over another; a file without the record was fitted with one stage.
 
 :func:`calibrated_values` gives a drug's calibrated typical values; :func:`draw_parameter_sets` draws K
 parameter sets from the normal approximation (for intervals: :mod:`qsp.uncertainty`);
@@ -237,6 +239,12 @@ def parse_calibrated(obj: Any, where: str) -> CalibratedFile:
         drugs[key] = _section(sec, where, f"drugs.{d}", is_class=False)
     if not cls.names and not drugs:
         raise _bad(where, "class", "the file holds no parameter (no class parameter and no drug)")
+    structure = fit.get("structure")
+    if structure is not None:
+        stages = structure.get("secretion_stages") if isinstance(structure, Mapping) else None
+        if not isinstance(stages, Mapping) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 20 for v in stages.values()):
+            raise _bad(where, "fit.structure.secretion_stages", "must be a table {drug: integer 1-20}")
     return CalibratedFile(where, dict(fit), cls, drugs, dict(obj))
 
 
@@ -327,8 +335,32 @@ def _require_file(cf: CalibratedFile | None) -> CalibratedFile:
     return cf
 
 
+def fitted_secretion_stages(cf: CalibratedFile, drug: str) -> set[int]:
+    """The ``secretion_stages`` the file's parameters were fitted with for ``drug`` (its own entry; for a drug
+    outside the fit, those of every fitted drug). A file without ``fit.structure`` predates the option: 1."""
+    stages = (cf.fit.get("structure") or {}).get("secretion_stages") or {}
+    if drug in stages:
+        return {int(stages[drug])}
+    return {int(v) for v in stages.values()} or {1}
+
+
+def check_structure(drug: str, model, cf: CalibratedFile) -> None:
+    """Refuse to lay a file's parameters over a model whose structure differs from the fit's (they would run
+    silently on a mechanism they were not fitted to)."""
+    from .tce import secretion_stages_of
+
+    have = secretion_stages_of(model)
+    fitted = fitted_secretion_stages(cf, drug)
+    if have is not None and fitted != {have}:
+        raise InputError(f"calibrated parameter file {cf.path}: its parameters were fitted with secretion_stages = "
+                         f"{' / '.join(str(v) for v in sorted(fitted))}, but the model of {drug} has {have} "
+                         "([structure] secretion_stages of its card): use the prior parameters or a file fitted "
+                         "with this structure", field="secretion_stages")
+
+
 def _drug_normal(drug: str, model, cf: CalibratedFile):
     """(names, transforms, mean, covariance for draws, level, skipped names) of ``drug`` on ``model``."""
+    check_structure(drug, model, cf)
     info = model.param_info
 
     def known(k):  # a model parameter, or the IIV SD of one (OMEGA_<P>, applied to the population)

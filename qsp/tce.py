@@ -95,3 +95,11 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
         raise InputError(f"unknown parameter(s) {unknown} for the TCE model; allowed: {', '.join(info)}",
                          field="params")
     return model.with_defaults(v, src)
+
+
+def secretion_stages_of(model: Model) -> int | None:
+    """The number of secretion transit stages of a TCE model's T-cell component (None: the model has none)."""
+    for c in model.components:
+        if isinstance(c, TCells):
+            return c.stages
+    return None

@@ -208,6 +208,9 @@ BAD = [
     ("drug-no-cov", _drop(["drugs", "teclistamab", "cov"]), "drugs.teclistamab.cov"),
     ("drug-levels", _set(["drugs", "teclistamab", "levels"], ["class", "class", "other"]),
      "drugs.teclistamab.levels"),
+    ("stages-zero", _set(["fit", "structure"], {"secretion_stages": {"teclistamab": 0}}),
+     "fit.structure.secretion_stages"),
+    ("stages-not-table", _set(["fit", "structure"], {"secretion_stages": 6}), "fit.structure.secretion_stages"),
 ]
 
 
@@ -303,3 +306,31 @@ def test_a_fitted_iiv_sd_in_the_set_rescales_the_trial_population(tmp_path, monk
     tec.model().params(pset.model_values)  # no unknown name
     with pytest.raises(InputError, match="unknown parameter 'OMEGA_KIL6'"):
         tec.model().params(pset.values)
+
+
+def _stamped(tmp_path, stages: dict):
+    doc = _doc()
+    doc["fit"]["structure"] = {"secretion_stages": stages}
+    path = tmp_path / "stamped.json"
+    path.write_text(json.dumps(doc))
+    return read_calibrated(path)
+
+
+def test_parameters_fitted_with_another_secretion_structure_are_refused(tmp_path, tec):
+    """A file records the ``secretion_stages`` it was fitted with; laying it over a model built with another
+    number of stages is refused (naming the field), for a fitted drug and for one outside the fit."""
+    from qsp.tce import build_tce_model
+
+    one = tec.model()
+    six = build_tce_model("tce-six", {}, mw_g_per_mol=150_000.0, secretion_stages=6)
+    assert calibrated_values("teclistamab", one, file=_stamped(tmp_path, {"teclistamab": 1}))
+    assert calibrated_values("teclistamab", six, file=_stamped(tmp_path, {"teclistamab": 6}))
+    assert calibrated_values("elranatamab", six, file=_stamped(tmp_path, {"teclistamab": 6}))  # class section
+    for drug, model, stages in (("teclistamab", one, {"teclistamab": 6}), ("teclistamab", six, {"teclistamab": 1}),
+                                ("elranatamab", one, {"teclistamab": 6})):
+        with pytest.raises(InputError, match="fitted with secretion_stages = ") as e:
+            calibrated_values(drug, model, file=_stamped(tmp_path, stages))
+        assert e.value.field == "secretion_stages"
+    # a file without the record predates the option: it was fitted with one stage
+    with pytest.raises(InputError, match="secretion_stages = 1, but the model of teclistamab has 6"):
+        calibrated_values("teclistamab", six, file=read_calibrated(_mutate(tmp_path / "old.json", lambda d: d)))

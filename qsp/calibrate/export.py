@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paramsets import FORMAT, from_unconstrained_np, parse_calibrated
+from ..tce import secretion_stages_of
 
 
 def _parse_name(name: str) -> tuple[str, str | None, str]:
@@ -136,6 +137,12 @@ def export_calibrated(fit, *, command: str | None = None, created: str | None = 
     return export_normal(space, x, cov, fit_meta=fit_meta)
 
 
+def structure_of(space) -> dict:
+    """The model structure a fit's parameters belong to, stored in the document's ``fit`` table and checked when
+    the file is applied (:func:`qsp.paramsets.check_structure`): ``secretion_stages`` per drug of the fit."""
+    return {"secretion_stages": {d: secretion_stages_of(space.models[d]) for d in space.drugs}}
+
+
 def export_normal(space, x: np.ndarray, cov: np.ndarray, *, fit_meta: dict) -> dict:
     """The calibrated-parameter document of a normal approximation ``N(x, cov)`` of the space's flat vector
     (a MAP with its Laplace covariance); ``fit_meta``: the document's ``fit`` table."""
@@ -150,7 +157,8 @@ def export_normal(space, x: np.ndarray, cov: np.ndarray, *, fit_meta: dict) -> d
     for d in space.drugs:
         dn, tr, lv, a = drug_map(space, d)
         drugs[d] = _section(dn, tr, a @ x, a @ cov @ a.T, levels=lv)
-    doc = {"format": FORMAT, "fit": dict(fit_meta, unconstrained_names=list(names)), "class": cls, "drugs": drugs}
+    doc = {"format": FORMAT, "fit": dict(fit_meta, unconstrained_names=list(names), structure=structure_of(space)),
+           "class": cls, "drugs": drugs}
     parse_calibrated(json.loads(json.dumps(doc)), "(exported document)")  # what we write must load
     return doc
 
@@ -179,7 +187,8 @@ def export_draws(space, xs: np.ndarray, *, fit_meta: dict, max_draws: int = 400)
     for d in space.drugs:
         dn, tr, lv, a = drug_map(space, d)
         drugs[d] = section(xs @ a.T, keep @ a.T, names=dn, transforms=tr, levels=lv)
-    doc = {"format": FORMAT, "fit": dict(fit_meta, unconstrained_names=list(names)), "class": cls, "drugs": drugs}
+    doc = {"format": FORMAT, "fit": dict(fit_meta, unconstrained_names=list(names), structure=structure_of(space)),
+           "class": cls, "drugs": drugs}
     parse_calibrated(json.loads(json.dumps(doc)), "(exported document)")  # what we write must load
     return doc
 
