@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from qsp.calibrate.fit import _within
+from qsp.calibrate.fit import _within, structure_mismatch
 from qsp.calibrate.likelihood import build_problem, predict
 from qsp.calibrate.space import ParameterSpace
 from qsp.calibrate.targets import load_targets
@@ -50,6 +50,9 @@ def main(argv=None):
                            deviations=meta["deviations"])
     if space.names() != meta["names"]:
         sys.exit("error: the fit's parameter names do not match the space rebuilt from its params.json")
+    why = structure_mismatch(space, meta)
+    if why:
+        sys.exit(f"error: {why}")
     _, unravel = space.flatten(space.init())
     theta = unravel(jnp.asarray(np.asarray(meta["x"], float)))
     studies = [s.strip() for s in a.studies.split(",") if s.strip()] or None

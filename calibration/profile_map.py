@@ -34,6 +34,7 @@ os.environ.setdefault("EQX_ON_ERROR", "nan")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from qsp.calibrate.fit import structure_mismatch  # noqa: E402
 from qsp.calibrate.likelihood import build_problem  # noqa: E402
 from qsp.calibrate.map import profile  # noqa: E402
 from qsp.calibrate.objective import SplitObjective  # noqa: E402
@@ -66,6 +67,9 @@ def main(argv=None):
                            deviations=meta["deviations"])
     if space.names() != meta["names"]:
         sys.exit("error: the fit's parameter names do not match the space rebuilt from its params.json")
+    why = structure_mismatch(space, meta)
+    if why:
+        sys.exit(f"error: {why}")
     targets = load_targets()
     if a.leave_out:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

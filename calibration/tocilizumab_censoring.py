@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from qsp.calibrate.fit import structure_mismatch
 from qsp.calibrate.likelihood import build_problem, simulate_study
 from qsp.calibrate.space import ParameterSpace
 from qsp.calibrate.targets import load_targets
@@ -43,6 +44,9 @@ def main(argv=None):
         raise SystemExit(f"error: the fit in {a.fit} has no teclistamab")
     space = ParameterSpace({d: load_card(d).model() for d in meta["drugs"]}, class_params=meta["class_params"],
                            drug_params=meta["drug_params"], deviations=meta["deviations"])
+    why = structure_mismatch(space, meta)
+    if why:
+        raise SystemExit(f"error: {why}")
     _, unravel = space.flatten(space.init())
     theta = unravel(jnp.asarray(np.asarray(meta["x"], float)))
     problem = build_problem(space, load_targets(), patients=meta["patients"], seed=meta["seed"], studies=[STUDY],

@@ -241,10 +241,14 @@ def parse_calibrated(obj: Any, where: str) -> CalibratedFile:
         raise _bad(where, "class", "the file holds no parameter (no class parameter and no drug)")
     structure = fit.get("structure")
     if structure is not None:
+        from .components.tcells import MAX_SECRETION_STAGES
+
         stages = structure.get("secretion_stages") if isinstance(structure, Mapping) else None
         if not isinstance(stages, Mapping) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 20 for v in stages.values()):
-            raise _bad(where, "fit.structure.secretion_stages", "must be a table {drug: integer 1-20}")
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SECRETION_STAGES
+                for v in stages.values()):
+            raise _bad(where, "fit.structure.secretion_stages",
+                       f"must be a table {{drug: integer 1-{MAX_SECRETION_STAGES}}}")
     return CalibratedFile(where, dict(fit), cls, drugs, dict(obj))
 
 
@@ -338,9 +342,11 @@ def _require_file(cf: CalibratedFile | None) -> CalibratedFile:
 def fitted_secretion_stages(cf: CalibratedFile, drug: str) -> set[int]:
     """The ``secretion_stages`` the file's parameters were fitted with for ``drug`` (its own entry; for a drug
     outside the fit, those of every fitted drug). A file without ``fit.structure`` predates the option: 1."""
-    stages = (cf.fit.get("structure") or {}).get("secretion_stages") or {}
-    if drug in stages:
-        return {int(stages[drug])}
+    stages = {str(k).strip().lower(): v for k, v in
+              ((cf.fit.get("structure") or {}).get("secretion_stages") or {}).items()}
+    key = str(drug).strip().lower()
+    if key in stages:
+        return {int(stages[key])}
     return {int(v) for v in stages.values()} or {1}
 
 

@@ -39,3 +39,24 @@ def test_fit_files(fit, tmp_path):
     for col in ("target", "observed", "predicted_map", "predicted_median", "predicted_p05", "predicted_p95", "within"):
         assert col in tab.columns
     assert (tab.predicted_p05 <= tab.predicted_p95 + 1e-9).all()
+
+
+def test_fit_folder_records_its_structure_and_a_mismatch_is_named(calibrated_fit, tmp_path):
+    """``params.json`` records the secretion stages of each drug's model; scripts that re-apply a fit folder
+    (check_fresh, profile_map, tocilizumab_censoring) refuse a space of another structure."""
+    from qsp.calibrate.fit import structure_mismatch
+    from qsp.tce import build_tce_model
+
+    fit, _ = calibrated_fit
+    write_fit(fit, tmp_path / "fit")
+    meta = json.loads((tmp_path / "fit" / "params.json").read_text())
+    assert meta["structure"] == {"secretion_stages": {"teclistamab": 1}}
+    space = fit.problem.space
+    assert structure_mismatch(space, meta) is None
+    old = {k: v for k, v in meta.items() if k != "structure"}  # a folder written before the record: one stage
+    assert structure_mismatch(space, old) is None
+    six = ParameterSpace({"teclistamab": build_tce_model("tce-six", {}, mw_g_per_mol=148_000.0, secretion_stages=6)},
+                         class_params=space.class_params, drug_params=space.drug_params,
+                         deviations=space.deviations)
+    why = structure_mismatch(six, meta)
+    assert why is not None and "'teclistamab': 1" in why and "'teclistamab': 6" in why and "QSP_MODELS_DIR" in why

@@ -311,8 +311,8 @@ def test_a_fitted_iiv_sd_in_the_set_rescales_the_trial_population(tmp_path, monk
 def _stamped(tmp_path, stages: dict):
     doc = _doc()
     doc["fit"]["structure"] = {"secretion_stages": stages}
-    path = tmp_path / "stamped.json"
-    path.write_text(json.dumps(doc))
+    path = tmp_path / f"stamped-{len(list(tmp_path.iterdir()))}.json"  # a new file each time: reads are cached by
+    path.write_text(json.dumps(doc))                                  # path, mtime and size
     return read_calibrated(path)
 
 

@@ -197,7 +197,9 @@ def x_from_calibrated(space, cf) -> np.ndarray:
     """The flat unconstrained vector of ``space`` at a calibrated file's centre (the MAP of a Laplace file, the
     posterior mean of a draws file): ``class:P`` from the class section, ``drug:d:Q`` from drug ``d``'s section,
     ``dev:d:P`` as drug ``d``'s value of ``P`` less the class value. Raises ValueError when the file was
-    written for another parameter vector (its ``fit.unconstrained_names``)."""
+    written for another parameter vector (its ``fit.unconstrained_names``). The file's model structure
+    (``fit.structure``) is not checked here: a warm start may come from a fit of another structure, and what is
+    fitted from it records its own."""
     names = space.names()
     saved = list(cf.fit.get("unconstrained_names", []))
     if saved != names:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .export import structure_of
 from .likelihood import Problem, neg_log_posterior_flat, predict
 from .map import MapResult, identifiability, map_fit
 from .objective import SplitObjective
@@ -129,6 +130,18 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
     return FitResult(problem, res, names, theta, values, tab, ident, secs)
 
 
+def structure_mismatch(space, meta: dict) -> str | None:
+    """Why a fit folder's ``params.json`` (``meta``) does not belong to ``space``'s model structure (None if it
+    does): its parameters would run on a mechanism they were not fitted to. A folder without ``structure``
+    predates the option and was fitted with one secretion stage per drug."""
+    want = meta.get("structure") or {"secretion_stages": {d: 1 for d in meta.get("drugs", [])}}
+    have = structure_of(space)
+    if want != have:
+        return (f"the fit was made with secretion_stages {want['secretion_stages']}, the current cards give "
+                f"{have['secretion_stages']} (set QSP_MODELS_DIR to the cards the fit used)")
+    return None
+
+
 def write_fit(fit: FitResult, out: Path) -> list[Path]:
     """Write the fit's files into ``out`` (atomically: a temporary folder, then moved into place)."""
     from .. import __version__
@@ -151,6 +164,7 @@ def write_fit(fit: FitResult, out: Path) -> list[Path]:
             "patients": p.patients, "seed": p.seed, "stratified": bool(p.stratified),
             "studies": [s.study_id for s in p.studies],
             "skipped": [list(s) for s in p.skipped], "seconds": fit.seconds,
+            "structure": structure_of(p.space),
         }
         (tmp / "params.json").write_text(json.dumps(params, indent=2) + "\n")
         fit.targets.to_csv(tmp / "targets.csv", index=False, float_format="%.6g")

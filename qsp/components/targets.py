@@ -4,7 +4,8 @@ States (cells per uL, blood-equivalent scale): ``tumour`` and ``normal_target`` 
 normal plasma cells for BCMA/GPRC5D). Killing needs engaged T cells and trimers on the target cell
 (``tpc``, trimers per target cell; threshold ~24 per cell for epcoritamab, Li et al. CPT 2022)::
 
-    engaged = (T_new + T_act + T_des) / T0             engaged effector T cells relative to baseline
+    engaged = (T_new + T_act + T_des) / T0             engaged effector T cells relative to baseline (T_new
+                                                       summed over its secretion stages)
     occ     = tpc / (TPC50 + tpc)
     dtumour/dt        = KGROW tumour - KKILL engaged occ tumour
     dnormal_target/dt = KNRM (NORMAL0 - normal_target) - KKILL_NORMAL engaged occ normal_target
@@ -16,7 +17,7 @@ transient, so the median tumour barely moved at label doses (blinatumomab's grew
 did not deplete blood B cells. Cytotoxicity is not what desensitises after the first doses: cytokine
 release falls from dose to dose while B-cell depletion and tumour responses continue (e.g. blinatumomab:
 cytokines peak in the first days, B-cell depletion and blast clearance continue over the 4-week infusion,
-Klinger et al. Blood 2012;119:6226). So killing uses all *engaged* T cells (``T_new``, the secreting
+Klinger et al. Blood 2012;119:6226). So killing uses all *engaged* T cells (``T_new`` and its transit stages, the secreting
 ``T_act`` and the primed ``T_des`` of :mod:`qsp.components.tcells`), which stay engaged while the drug keeps
 the signal up.
 

@@ -2,7 +2,8 @@
 (primed, cytotoxic) pool that recovers slowly, expansion, activation-induced death and transient margination.
 
 States (cells per uL, blood-equivalent scale; the whole pool, blood + marginated): ``T_rest`` (resting,
-cytokine-competent), ``T_new`` (newly engaged, before secreting), ``T_act`` (secreting T-cell cytokines),
+cytokine-competent), ``T_new`` (newly engaged, before secreting; with ``secretion_stages = n > 1`` its transit
+stages ``T_new``, ``T_new2`` ... ``T_new<n>``), ``T_act`` (secreting T-cell cytokines),
 ``T_des`` (engaged after the secreting phase: primed, cytotoxic while engaged, refractory to a new cytokine
 burst) and ``marg`` (fraction of the pool marginated out of the blood, 0-1).
 
@@ -16,7 +17,7 @@ a long low-dose exposure primed the whole pool. Here the Hill curve of the trime
 threshold lies below the current trimers per T cell; single-cell TCR/CD3 activation is digital with
 heterogeneous thresholds, Altan-Bonnet & Germain PLoS Biol 2005;3:e356): a cell responds once, when the
 signal first exceeds its threshold. With ``T = T_rest + T_new + T_act + T_des``, the engaged cells
-``E = T_new + T_act + T_des`` and ``e = E / T``::
+``E = T_new + T_act + T_des`` (``T_new`` summed over its secretion stages) and ``e = E / T``::
 
     S    = tpt^HILL / (TPT50^HILL + tpt^HILL)        fraction of the pool with threshold below tpt
     u    = T ramp(S - e)                              cells above threshold not yet engaged (<= T_rest)
@@ -27,7 +28,7 @@ signal first exceeds its threshold. With ``T = T_rest + T_new + T_act + T_des``,
     H    = KHOMEO (T0 - T) T_rest / T                 homeostasis through the resting pool
 
     dT_rest/dt = -Phi + R + H
-    dT_new/dt  =  Phi - n KSEC T_new                          (n = secretion_stages; T_new = T_new1)
+    dT_new/dt  =  Phi - n KSEC T_new                          (n = secretion_stages; here T_new is stage 1)
     dT_newj/dt =  n KSEC (T_new(j-1) - T_newj),  j = 2..n
     dT_act/dt  =  n KSEC T_newn + P - (KDEACT + KAICD) T_act
     dT_des/dt  =  KDEACT T_act - R
