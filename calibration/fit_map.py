@@ -111,6 +111,11 @@ def main(argv=None):
                     help="class-level parameters to fit (default: %(default)s)")
     ap.add_argument("--drug-params", default=",".join(DRUG),
                     help="drug-level parameters to fit, one value per drug (default: %(default)s)")
+    ap.add_argument("--deviations", default=None,
+                    help="class parameters that may deviate per drug, with the SD of the deviation on the "
+                         "unconstrained scale, as P=SD,... (default: " +
+                         ",".join(f"{k}={v:g}" for k, v in DEVIATIONS.items()) +
+                         " for those of them in --class-params; 'none' for no deviations)")
     ap.add_argument("--out", default="calibration/fits/map")
     ap.add_argument("--calibrated", default=None,
                     help="where to write the calibrated parameter set (default: data/calibrated/tce_map.json for the "
@@ -121,8 +126,18 @@ def main(argv=None):
     iiv = () if a.iiv.strip().lower() == "none" else tuple(k.strip() for k in a.iiv.split(",") if k.strip())
     cls = tuple(k.strip() for k in a.class_params.split(",") if k.strip())
     drg = tuple(k.strip() for k in a.drug_params.split(",") if k.strip())
-    space = ParameterSpace(models, class_params=cls + iiv, drug_params=drg,
-                           deviations={k: v for k, v in DEVIATIONS.items() if k in cls})
+    devs = {k: v for k, v in DEVIATIONS.items() if k in cls} if a.deviations is None else {}
+    if a.deviations is not None and a.deviations.strip().lower() != "none":
+        for item in (x.strip() for x in a.deviations.split(",") if x.strip()):
+            k, _, v = item.partition("=")
+            try:
+                sd = float(v)
+            except ValueError:
+                sd = float("nan")
+            if k.strip() not in cls or not sd > 0:
+                ap.error(f"--deviations: {item!r} must be P=SD with P one of --class-params and SD > 0")
+            devs[k.strip()] = sd
+    space = ParameterSpace(models, class_params=cls + iiv, drug_params=drg, deviations=devs)
     targets = load_targets()
     fit_targets = _leave_out(targets, a.leave_out) if a.leave_out else targets
     t0 = time.time()
@@ -142,7 +157,8 @@ def main(argv=None):
                   progress=lambda i, n, v: print(f"MAP start {i}/{n}: -log posterior {v:.2f} "
                                                  f"({time.time() - t0:.0f} s)", flush=True))
     files = write_fit(fit, a.out)
-    shipped_setup = (not a.leave_out and cls == CLASS and drg == DRUG and tuple(drugs) == DEFAULT_DRUGS)
+    shipped_setup = (not a.leave_out and cls == CLASS and drg == DRUG and tuple(drugs) == DEFAULT_DRUGS
+                     and devs == DEVIATIONS)
     # only the full fit with the shipped settings replaces data/calibrated/tce_map.json (the joint MAP with its Laplace
     # approximation; the default file, tce_posterior.json, is shipped from a NUTS job by ship_posterior.py)
     ship = a.calibrated or ("data/calibrated/tce_map.json" if shipped_setup else "none")
