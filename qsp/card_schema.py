@@ -5,7 +5,7 @@ model is built:
 
 1. **Shape and types** (pydantic models below, unknown keys refused): ``[drug]`` (name equal to the file
    name, molecular weight > 0, ...), ``[structure]`` (``pk`` 1cmt/2cmt, ``absorption`` SC/IV/
-   IV_continuous/IP, flags as booleans, ``secretion_stages`` an integer 1-20), ``[covariates]`` (weight
+   IV_continuous/IP, flags as booleans (``dex_holds_secretion`` among them), ``secretion_stages`` an integer 1-20), ``[covariates]`` (weight
    20-300 kg, height 100-250 cm),
    ``[params]`` entries ``{ value, unit, description, source }`` with a number for ``value``,
    ``[pd]`` (informational entries of the same shape), ``[population]`` and ``[crs]``.
@@ -72,6 +72,8 @@ class StructureTable(_Strict):
     ada_common: StrictBool = False
     # transit stages between T-cell engagement and cytokine secretion (qsp.components.tcells): 1 = exponential delay
     secretion_stages: StrictInt = Field(default=DEFAULT_SECRETION_STAGES, ge=1, le=MAX_SECRETION_STAGES)
+    # dexamethasone slows the end of the secreting phase as it slows secretion (qsp.components.tcells)
+    dex_holds_secretion: StrictBool = False
 
 
 class CovariateTable(_Strict):

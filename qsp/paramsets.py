@@ -30,8 +30,9 @@ What the file holds (all on the unconstrained scale ``u = T(value)`` of each par
   :mod:`qsp.jobs`); :func:`draw_parameter_sets` then picks among them instead of the normal approximation.
 
 A file is JSON, or TOML when its name ends in ``.toml`` (the same document). Its ``fit.structure`` records the
-T-cell secretion stages each fitted drug's model had (:func:`check_structure`): parameters fitted on one structure
-are not laid over another; a file without the record was fitted with one stage.
+T-cell structure options each fitted drug's model had (``secretion_stages``, ``dex_holds_secretion``;
+:func:`check_structure`): parameters fitted on one structure are not laid over another; an option missing from
+the record predates it and was fitted at its default (:data:`qsp.tce.STRUCTURE_DEFAULTS`).
 
 :func:`calibrated_values` gives a drug's calibrated typical values; :func:`draw_parameter_sets` draws K
 parameter sets from the normal approximation (for intervals: :mod:`qsp.uncertainty`);
@@ -243,12 +244,23 @@ def parse_calibrated(obj: Any, where: str) -> CalibratedFile:
     if structure is not None:
         from .components.tcells import MAX_SECRETION_STAGES
 
-        stages = structure.get("secretion_stages") if isinstance(structure, Mapping) else None
+        if not isinstance(structure, Mapping):
+            raise _bad(where, "fit.structure", "must be a table {option: {drug: value}}")
+        stages = structure.get("secretion_stages")
         if not isinstance(stages, Mapping) or not all(
                 isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SECRETION_STAGES
                 for v in stages.values()):
             raise _bad(where, "fit.structure.secretion_stages",
                        f"must be a table {{drug: integer 1-{MAX_SECRETION_STAGES}}}")
+        hold = structure.get("dex_holds_secretion", {})
+        if not isinstance(hold, Mapping) or not all(isinstance(v, bool) for v in hold.values()):
+            raise _bad(where, "fit.structure.dex_holds_secretion", "must be a table {drug: true or false}")
+        from .tce import STRUCTURE_DEFAULTS
+
+        extra = sorted(set(structure) - set(STRUCTURE_DEFAULTS))
+        if extra:
+            raise _bad(where, f"fit.structure.{extra[0]}",
+                       f"is not a structure option; allowed: {', '.join(STRUCTURE_DEFAULTS)}")
     return CalibratedFile(where, dict(fit), cls, drugs, dict(obj))
 
 
@@ -339,29 +351,40 @@ def _require_file(cf: CalibratedFile | None) -> CalibratedFile:
     return cf
 
 
-def fitted_secretion_stages(cf: CalibratedFile, drug: str) -> set[int]:
-    """The ``secretion_stages`` the file's parameters were fitted with for ``drug`` (its own entry; for a drug
-    outside the fit, those of every fitted drug). A file without ``fit.structure`` predates the option: 1."""
-    stages = {str(k).strip().lower(): v for k, v in
-              ((cf.fit.get("structure") or {}).get("secretion_stages") or {}).items()}
+def fitted_structure(cf: CalibratedFile, drug: str, option: str) -> set:
+    """The values of the structure ``option`` (:data:`qsp.tce.STRUCTURE_DEFAULTS`) the file's parameters were
+    fitted with for ``drug`` (its own entry; for a drug outside the fit, those of every fitted drug). An option
+    the file does not record predates it: its default."""
+    from .tce import STRUCTURE_DEFAULTS
+
+    rec = {str(k).strip().lower(): v for k, v in ((cf.fit.get("structure") or {}).get(option) or {}).items()}
     key = str(drug).strip().lower()
-    if key in stages:
-        return {int(stages[key])}
-    return {int(v) for v in stages.values()} or {1}
+    if key in rec:
+        return {rec[key]}
+    return set(rec.values()) or {STRUCTURE_DEFAULTS[option]}
+
+
+def fitted_secretion_stages(cf: CalibratedFile, drug: str) -> set[int]:
+    """The ``secretion_stages`` the file's parameters were fitted with for ``drug`` (:func:`fitted_structure`)."""
+    return {int(v) for v in fitted_structure(cf, drug, "secretion_stages")}
 
 
 def check_structure(drug: str, model, cf: CalibratedFile) -> None:
     """Refuse to lay a file's parameters over a model whose structure differs from the fit's (they would run
-    silently on a mechanism they were not fitted to)."""
-    from .tce import secretion_stages_of
+    silently on a mechanism they were not fitted to); the error names the option (the card's ``[structure]`` key)."""
+    from .tce import structure_options_of
 
-    have = secretion_stages_of(model)
-    fitted = fitted_secretion_stages(cf, drug)
-    if have is not None and fitted != {have}:
-        raise InputError(f"calibrated parameter file {cf.path}: its parameters were fitted with secretion_stages = "
-                         f"{' / '.join(str(v) for v in sorted(fitted))}, but the model of {drug} has {have} "
-                         "([structure] secretion_stages of its card): use the prior parameters or a file fitted "
-                         "with this structure", field="secretion_stages")
+    have = structure_options_of(model)
+    if have is None:
+        return
+    for option, value in have.items():
+        fitted = fitted_structure(cf, drug, option)
+        if fitted != {value}:
+            shown = " / ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in sorted(fitted))
+            now = str(value).lower() if isinstance(value, bool) else str(value)
+            raise InputError(f"calibrated parameter file {cf.path}: its parameters were fitted with {option} = "
+                             f"{shown}, but the model of {drug} has {now} ([structure] {option} of its card): use "
+                             "the prior parameters or a file fitted with this structure", field=option)
 
 
 def _drug_normal(drug: str, model, cf: CalibratedFile):

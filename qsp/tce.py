@@ -50,7 +50,7 @@ class DrugOutputs(Component):
 
 def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: float, pk: str = "2cmt",
                     time_varying_cl: bool = True, binding: str = "qe", il6_state: bool = False,
-                    secretion_stages: int = DEFAULT_SECRETION_STAGES,
+                    secretion_stages: int = DEFAULT_SECRETION_STAGES, dex_holds_secretion: bool = False,
                     sources: Mapping[str, str] | None = None, description: str = "") -> Model:
     """Compose the TCE model; ``values`` override component defaults (drug-specific parameters).
 
@@ -60,6 +60,8 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
         il6_state: keep IL-6 as an ODE state instead of its quasi-steady state.
         secretion_stages: transit stages between T-cell engagement and cytokine secretion (an Erlang delay of
             mean ``1/KSEC`` and coefficient of variation ``1/sqrt(n)``; :mod:`qsp.components.tcells`).
+        dex_holds_secretion: dexamethasone slows the end of the T cells' secreting phase as it slows their
+            secretion, so a premedicated dose's cytokine burst is delayed, not lost (:mod:`qsp.components.tcells`).
     """
     if binding not in BINDING_FORMS:
         raise InputError(f"unknown binding form {binding!r}; allowed: {', '.join(BINDING_FORMS)}", field="binding")
@@ -76,7 +78,7 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
         LinearDisposition(n_cmt, time_varying=time_varying_cl, time_unit="day", amount_unit="nmol"),
         CentralDosing(time_unit="day"),
     ]
-    tcells = TCells(stages=secretion_stages)
+    tcells = TCells(stages=secretion_stages, dex_hold=dex_holds_secretion)
     bkw = dict(t_states=tcells.t_states, target_states=TARGET_STATES, v1_name=v1_name)
     comps.append(BindingQE(**bkw) if binding == "qe" else BindingFull(**bkw))
     comps += [tcells, TargetCells(), Cytokines(il6_state=il6_state), ADA(),
@@ -95,6 +97,20 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
         raise InputError(f"unknown parameter(s) {unknown} for the TCE model; allowed: {', '.join(info)}",
                          field="params")
     return model.with_defaults(v, src)
+
+
+# The T-cell structure options a card may set ([structure]) and their defaults (the shipped structure). A fit
+# records them per drug (qsp.calibrate.export.structure_of); a record without an option predates it: default.
+STRUCTURE_DEFAULTS = {"secretion_stages": DEFAULT_SECRETION_STAGES, "dex_holds_secretion": False}
+
+
+def structure_options_of(model: Model) -> dict | None:
+    """The T-cell structure options of a TCE model, as its card spells them (None: the model has no T cells):
+    ``{"secretion_stages": n, "dex_holds_secretion": bool}``."""
+    for c in model.components:
+        if isinstance(c, TCells):
+            return {"secretion_stages": c.stages, "dex_holds_secretion": c.dex_hold}
+    return None
 
 
 def secretion_stages_of(model: Model) -> int | None:

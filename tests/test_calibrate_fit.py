@@ -50,7 +50,7 @@ def test_fit_folder_records_its_structure_and_a_mismatch_is_named(calibrated_fit
     fit, _ = calibrated_fit
     write_fit(fit, tmp_path / "fit")
     meta = json.loads((tmp_path / "fit" / "params.json").read_text())
-    assert meta["structure"] == {"secretion_stages": {"teclistamab": 1}}
+    assert meta["structure"] == {"secretion_stages": {"teclistamab": 1}, "dex_holds_secretion": {"teclistamab": False}}
     space = fit.problem.space
     assert structure_mismatch(space, meta) is None
     old = {k: v for k, v in meta.items() if k != "structure"}  # a folder written before the record: one stage
@@ -60,3 +60,8 @@ def test_fit_folder_records_its_structure_and_a_mismatch_is_named(calibrated_fit
                          deviations=space.deviations)
     why = structure_mismatch(six, meta)
     assert why is not None and "'teclistamab': 1" in why and "'teclistamab': 6" in why and "QSP_MODELS_DIR" in why
+    held = ParameterSpace({"teclistamab": build_tce_model("tce-held", {}, mw_g_per_mol=148_000.0,
+                                                          dex_holds_secretion=True)},
+                          class_params=space.class_params, drug_params=space.drug_params, deviations=space.deviations)
+    why = structure_mismatch(held, old)  # a folder without the record was fitted without the option
+    assert why is not None and "dex_holds_secretion" in why and "'teclistamab': True" in why

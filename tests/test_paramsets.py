@@ -211,6 +211,11 @@ BAD = [
     ("stages-zero", _set(["fit", "structure"], {"secretion_stages": {"teclistamab": 0}}),
      "fit.structure.secretion_stages"),
     ("stages-not-table", _set(["fit", "structure"], {"secretion_stages": 6}), "fit.structure.secretion_stages"),
+    ("hold-not-bool", _set(["fit", "structure"], {"secretion_stages": {"teclistamab": 1},
+                                                   "dex_holds_secretion": {"teclistamab": 1}}),
+     "fit.structure.dex_holds_secretion"),
+    ("unknown-option", _set(["fit", "structure"], {"secretion_stages": {"teclistamab": 1}, "stages": {}}),
+     "fit.structure.stages"),
 ]
 
 
@@ -308,9 +313,9 @@ def test_a_fitted_iiv_sd_in_the_set_rescales_the_trial_population(tmp_path, monk
         tec.model().params(pset.values)
 
 
-def _stamped(tmp_path, stages: dict):
+def _stamped(tmp_path, stages: dict, hold: dict | None = None):
     doc = _doc()
-    doc["fit"]["structure"] = {"secretion_stages": stages}
+    doc["fit"]["structure"] = {"secretion_stages": stages, **({"dex_holds_secretion": hold} if hold else {})}
     path = tmp_path / f"stamped-{len(list(tmp_path.iterdir()))}.json"  # a new file each time: reads are cached by
     path.write_text(json.dumps(doc))                                  # path, mtime and size
     return read_calibrated(path)
@@ -334,3 +339,18 @@ def test_parameters_fitted_with_another_secretion_structure_are_refused(tmp_path
     # a file without the record predates the option: it was fitted with one stage
     with pytest.raises(InputError, match="secretion_stages = 1, but the model of teclistamab has 6"):
         calibrated_values("teclistamab", six, file=read_calibrated(_mutate(tmp_path / "old.json", lambda d: d)))
+
+
+def test_parameters_fitted_with_another_dexamethasone_structure_are_refused(tmp_path, tec):
+    """``dex_holds_secretion`` is recorded and checked like the stages; a file without it was fitted without."""
+    from qsp.tce import build_tce_model
+
+    held = build_tce_model("tce-held", {}, mw_g_per_mol=150_000.0, dex_holds_secretion=True)
+    assert calibrated_values("teclistamab", held,
+                             file=_stamped(tmp_path, {"teclistamab": 1}, {"teclistamab": True}))
+    assert calibrated_values("teclistamab", tec.model(),
+                             file=_stamped(tmp_path, {"teclistamab": 1}, {"teclistamab": False}))
+    for model, hold in ((held, None), (held, {"teclistamab": False}), (tec.model(), {"teclistamab": True})):
+        with pytest.raises(InputError, match="fitted with dex_holds_secretion = ") as e:
+            calibrated_values("teclistamab", model, file=_stamped(tmp_path, {"teclistamab": 1}, hold))
+        assert e.value.field == "dex_holds_secretion"

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paramsets import FORMAT, from_unconstrained_np, parse_calibrated
-from ..tce import secretion_stages_of
+from ..tce import structure_options_of
 
 
 def _parse_name(name: str) -> tuple[str, str | None, str]:
@@ -139,8 +139,11 @@ def export_calibrated(fit, *, command: str | None = None, created: str | None = 
 
 def structure_of(space) -> dict:
     """The model structure a fit's parameters belong to, stored in the document's ``fit`` table and checked when
-    the file is applied (:func:`qsp.paramsets.check_structure`): ``secretion_stages`` per drug of the fit."""
-    return {"secretion_stages": {d: secretion_stages_of(space.models[d]) for d in space.drugs}}
+    the file is applied (:func:`qsp.paramsets.check_structure`): each T-cell structure option
+    (:data:`qsp.tce.STRUCTURE_DEFAULTS`: ``secretion_stages``, ``dex_holds_secretion``) per drug of the fit."""
+    opts = {d: structure_options_of(space.models[d]) or {} for d in space.drugs}
+    names = sorted({k for o in opts.values() for k in o})
+    return {k: {d: opts[d][k] for d in space.drugs if k in opts[d]} for k in names}
 
 
 def export_normal(space, x: np.ndarray, cov: np.ndarray, *, fit_meta: dict) -> dict:

@@ -132,13 +132,18 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
 
 def structure_mismatch(space, meta: dict) -> str | None:
     """Why a fit folder's ``params.json`` (``meta``) does not belong to ``space``'s model structure (None if it
-    does): its parameters would run on a mechanism they were not fitted to. A folder without ``structure``
-    predates the option and was fitted with one secretion stage per drug."""
-    want = meta.get("structure") or {"secretion_stages": {d: 1 for d in meta.get("drugs", [])}}
+    does): its parameters would run on a mechanism they were not fitted to. An option missing from the folder's
+    ``structure`` predates it and was fitted at its default (:data:`qsp.tce.STRUCTURE_DEFAULTS`)."""
+    from ..tce import STRUCTURE_DEFAULTS
+
+    rec = meta.get("structure") or {}
     have = structure_of(space)
-    if want != have:
-        return (f"the fit was made with secretion_stages {want['secretion_stages']}, the current cards give "
-                f"{have['secretion_stages']} (set QSP_MODELS_DIR to the cards the fit used)")
+    for opt, default in STRUCTURE_DEFAULTS.items():
+        want = {d: (rec.get(opt) or {}).get(d, default) for d in meta.get("drugs", [])}
+        now = have.get(opt, {})
+        if want != now:
+            return (f"the fit was made with {opt} {want}, the current cards give {now} "
+                    "(set QSP_MODELS_DIR to the cards the fit used)")
     return None
 
 

@@ -30,8 +30,9 @@ signal first exceeds its threshold. With ``T = T_rest + T_new + T_act + T_des``,
     dT_rest/dt = -Phi + R + H
     dT_new/dt  =  Phi - n KSEC T_new                          (n = secretion_stages; here T_new is stage 1)
     dT_newj/dt =  n KSEC (T_new(j-1) - T_newj),  j = 2..n
-    dT_act/dt  =  n KSEC T_newn + P - (KDEACT + KAICD) T_act
-    dT_des/dt  =  KDEACT T_act - R
+    dT_act/dt  =  n KSEC T_newn + P - (D + KAICD) T_act
+    dT_des/dt  =  D T_act - R
+    D          =  KDEACT                  (D = KDEACT (1 - I_dex) with dex_holds_secretion, below)
     dmarg/dt   =  KMARG (u / T) (MARG_MAX - marg) - KRET marg
     blood T cells = (1 - marg) T
 
@@ -43,6 +44,17 @@ long enough to put the IL-6 peak ~2 days after an SC dose also spreads secretion
 between CD3 cross-linking and monocyte IL-6 (signalling, transcription, T-cell cytokines, monocyte activation)
 make a delay that is late and narrow, which ``n > 1`` represents. Why it is an option and not the default: see
 ``calibration/README.md`` (teclistamab-only fits with 3, 6 and 12 stages).
+
+**Dexamethasone holds the secreting phase** (``dex_holds_secretion = true``, a structure option of the card;
+default false): glucocorticoids block cytokine gene transcription in activated T cells (NF-kB / AP-1
+repression; Leclercq-Cohen et al. Clin Cancer Res 2023 show dexamethasone cutting TCE-induced cytokines in
+whole blood) without undoing their activation. With the option the end of the secreting phase slows by the
+same factor as secretion itself, ``D = KDEACT (1 - I_dex)``: a cell that reaches its secreting phase while the
+premedication acts keeps its cytokine burst and releases it as dexamethasone wanes, instead of spending it
+suppressed (the default, in which cells engaged under dexamethasone are primed without a burst). Cytokines
+after a premedicated dose then peak about two days after it, as the MajesTEC-1 mean IL-6 does after each
+step-up and the first treatment dose (Willemin et al. CPT:PSP 2024) and as its median CRS onset (2 days, van de
+Donk et al. Cancer 2023) does. Why it is an option: ``calibration/README.md``.
 
 ``ramp(x) = x^2 / (x + 0.01)`` for ``x > 0`` and 0 otherwise is ``max(x, 0)`` with a continuous
 derivative (:func:`ramp`; the engaged fraction slides along ``S = e`` while the drug stays, and a plain
@@ -131,11 +143,16 @@ def ramp(x, delta=RAMP_DELTA):
 class TCells(Component):
     name = "tcells"
 
-    def __init__(self, *, t0=550.0, sources=None, stages: int = DEFAULT_SECRETION_STAGES, **overrides):
+    def __init__(self, *, t0=550.0, sources=None, stages: int = DEFAULT_SECRETION_STAGES,
+                 dex_hold: bool = False, **overrides):
         if isinstance(stages, bool) or not isinstance(stages, int) or not 1 <= stages <= MAX_SECRETION_STAGES:
             raise InputError(f"secretion_stages must be an integer from 1 to {MAX_SECRETION_STAGES}, got {stages!r}",
                              field="secretion_stages")
+        if not isinstance(dex_hold, bool):
+            raise InputError(f"dex_holds_secretion must be true or false, got {dex_hold!r}",
+                             field="dex_holds_secretion")
         self.stages = stages
+        self.dex_hold = dex_hold
         self.t_new = t_new_states(stages)
         self.t_states = t_states(stages)
         src = sources or {}
@@ -210,6 +227,8 @@ class TCells(Component):
         prolif = p["KPROLIF"] * (1.0 - d.get("dex_inhibition", 0.0)) * (1.0 - tot / (p["TMAX_FOLD"] * p["T0"])) * ta
         homeo = p["KHOMEO"] * (p["T0"] - tot) * tr / tot
         phi = d["activation_flux"]
+        # end of the secreting phase; with dex_holds_secretion it slows as secretion does
+        deact = p["KDEACT"] * (1.0 - d.get("dex_inhibition", 0.0)) if self.dex_hold else p["KDEACT"]
         k = self.stages * p["KSEC"]  # each stage lasts 1/(n KSEC): the whole delay has mean 1/KSEC
         transit = {self.t_new[0]: phi - k * y[self.t_new[0]]}
         for prev, cur in zip(self.t_new[:-1], self.t_new[1:]):
@@ -217,8 +236,8 @@ class TCells(Component):
         return {
             "T_rest": -phi + rec + homeo,
             **transit,
-            "T_act": k * y[self.t_new[-1]] + prolif - (p["KDEACT"] + p["KAICD"]) * ta,
-            "T_des": p["KDEACT"] * ta - rec,
+            "T_act": k * y[self.t_new[-1]] + prolif - (deact + p["KAICD"]) * ta,
+            "T_des": deact * ta - rec,
             "marg": p["KMARG"] * (u / tot) * (p["MARG_MAX"] - y["marg"]) - p["KRET"] * y["marg"],
         }
 
