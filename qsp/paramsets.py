@@ -244,9 +244,15 @@ def parse_calibrated(obj: Any, where: str) -> CalibratedFile:
     if structure is not None:
         from .components.tcells import MAX_SECRETION_STAGES
 
+        from .tce import STRUCTURE_DEFAULTS
+
         if not isinstance(structure, Mapping):
             raise _bad(where, "fit.structure", "must be a table {option: {drug: value}}")
-        stages = structure.get("secretion_stages")
+        extra = sorted(str(k) for k in set(structure) - set(STRUCTURE_DEFAULTS))
+        if extra:
+            raise _bad(where, f"fit.structure.{extra[0]}",
+                       f"is not a structure option; allowed: {', '.join(STRUCTURE_DEFAULTS)}")
+        stages = structure.get("secretion_stages", {})
         if not isinstance(stages, Mapping) or not all(
                 isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SECRETION_STAGES
                 for v in stages.values()):
@@ -255,12 +261,6 @@ def parse_calibrated(obj: Any, where: str) -> CalibratedFile:
         hold = structure.get("dex_holds_secretion", {})
         if not isinstance(hold, Mapping) or not all(isinstance(v, bool) for v in hold.values()):
             raise _bad(where, "fit.structure.dex_holds_secretion", "must be a table {drug: true or false}")
-        from .tce import STRUCTURE_DEFAULTS
-
-        extra = sorted(set(structure) - set(STRUCTURE_DEFAULTS))
-        if extra:
-            raise _bad(where, f"fit.structure.{extra[0]}",
-                       f"is not a structure option; allowed: {', '.join(STRUCTURE_DEFAULTS)}")
     return CalibratedFile(where, dict(fit), cls, drugs, dict(obj))
 
 
@@ -362,11 +362,6 @@ def fitted_structure(cf: CalibratedFile, drug: str, option: str) -> set:
     if key in rec:
         return {rec[key]}
     return set(rec.values()) or {STRUCTURE_DEFAULTS[option]}
-
-
-def fitted_secretion_stages(cf: CalibratedFile, drug: str) -> set[int]:
-    """The ``secretion_stages`` the file's parameters were fitted with for ``drug`` (:func:`fitted_structure`)."""
-    return {int(v) for v in fitted_structure(cf, drug, "secretion_stages")}
 
 
 def check_structure(drug: str, model, cf: CalibratedFile) -> None:

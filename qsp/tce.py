@@ -111,11 +111,3 @@ def structure_options_of(model: Model) -> dict | None:
         if isinstance(c, TCells):
             return {"secretion_stages": c.stages, "dex_holds_secretion": c.dex_hold}
     return None
-
-
-def secretion_stages_of(model: Model) -> int | None:
-    """The number of secretion transit stages of a TCE model's T-cell component (None: the model has none)."""
-    for c in model.components:
-        if isinstance(c, TCells):
-            return c.stages
-    return None

@@ -59,9 +59,14 @@ def test_fit_folder_records_its_structure_and_a_mismatch_is_named(calibrated_fit
                          class_params=space.class_params, drug_params=space.drug_params,
                          deviations=space.deviations)
     why = structure_mismatch(six, meta)
-    assert why is not None and "'teclistamab': 1" in why and "'teclistamab': 6" in why and "QSP_MODELS_DIR" in why
+    assert why is not None and "teclistamab = 1" in why and "teclistamab = 6" in why and "QSP_MODELS_DIR" in why
     held = ParameterSpace({"teclistamab": build_tce_model("tce-held", {}, mw_g_per_mol=148_000.0,
                                                           dex_holds_secretion=True)},
                           class_params=space.class_params, drug_params=space.drug_params, deviations=space.deviations)
     why = structure_mismatch(held, old)  # a folder without the record was fitted without the option
-    assert why is not None and "dex_holds_secretion" in why and "'teclistamab': True" in why
+    assert why is not None and "dex_holds_secretion" in why and "teclistamab = true" in why
+    # a malformed or unknown record is named, not a traceback
+    for bad in ([1], {"secretion_stages": 1}):
+        assert "malformed structure record" in structure_mismatch(space, dict(meta, structure=bad))
+    why = structure_mismatch(space, dict(meta, structure=dict(meta["structure"], dex_hold={"teclistamab": True})))
+    assert "does not know: dex_hold" in why

@@ -94,3 +94,19 @@ def test_one_broken_card_does_not_break_the_listing(tmp_path, monkeypatch):
     assert "INVALID" in row and "[params] CL" in row
     assert sum(1 for ln in r.stdout.splitlines() if "built-in" in ln) == 12
     assert "1 invalid card(s): broken" in r.stderr
+
+
+def test_structure_options_reach_the_model(card_patch, tmp_path):
+    """A card's [structure] secretion_stages and dex_holds_secretion build the model they name."""
+    from qsp.cards import load_card_file
+    from qsp.tce import structure_options_of
+
+    text = card_patch("teclistamab").replace("time_varying_cl = true",
+                                             "time_varying_cl = true\nsecretion_stages = 4\ndex_holds_secretion = true", 1)
+    path = tmp_path / "teclistamab.toml"
+    path.write_text(text)
+    model = load_card_file(path).model()
+    assert structure_options_of(model) == {"secretion_stages": 4, "dex_holds_secretion": True}
+    assert "T_new4" in model.state_names
+    assert structure_options_of(load_card_file(ROOT / "models" / "teclistamab.toml").model()) == \
+        {"secretion_stages": 1, "dex_holds_secretion": False}

@@ -216,6 +216,8 @@ BAD = [
      "fit.structure.dex_holds_secretion"),
     ("unknown-option", _set(["fit", "structure"], {"secretion_stages": {"teclistamab": 1}, "stages": {}}),
      "fit.structure.stages"),
+    ("typo-option", _set(["fit", "structure"], {"secretion_stage": {"teclistamab": 1}}),
+     "fit.structure.secretion_stage"),
 ]
 
 
@@ -350,6 +352,10 @@ def test_parameters_fitted_with_another_dexamethasone_structure_are_refused(tmp_
                              file=_stamped(tmp_path, {"teclistamab": 1}, {"teclistamab": True}))
     assert calibrated_values("teclistamab", tec.model(),
                              file=_stamped(tmp_path, {"teclistamab": 1}, {"teclistamab": False}))
+    only_hold = _doc()  # a record with one option: the other is at its default
+    only_hold["fit"]["structure"] = {"dex_holds_secretion": {"teclistamab": True}}
+    (tmp_path / "only_hold.json").write_text(json.dumps(only_hold))
+    assert calibrated_values("teclistamab", held, file=read_calibrated(tmp_path / "only_hold.json"))
     for model, hold in ((held, None), (held, {"teclistamab": False}), (tec.model(), {"teclistamab": True})):
         with pytest.raises(InputError, match="fitted with dex_holds_secretion = ") as e:
             calibrated_values("teclistamab", model, file=_stamped(tmp_path, {"teclistamab": 1}, hold))

@@ -136,13 +136,21 @@ def structure_mismatch(space, meta: dict) -> str | None:
     ``structure`` predates it and was fitted at its default (:data:`qsp.tce.STRUCTURE_DEFAULTS`)."""
     from ..tce import STRUCTURE_DEFAULTS
 
+    def shown(table):
+        return ", ".join(f"{d} = {str(v).lower() if isinstance(v, bool) else v}" for d, v in table.items())
+
     rec = meta.get("structure") or {}
+    if not isinstance(rec, dict) or not all(isinstance(v, dict) for v in rec.values()):
+        return "its params.json has a malformed structure record (a table {option: {drug: value}} expected)"
+    extra = sorted(set(rec) - set(STRUCTURE_DEFAULTS))
+    if extra:
+        return f"the fit records structure options this version does not know: {', '.join(extra)}"
     have = structure_of(space)
     for opt, default in STRUCTURE_DEFAULTS.items():
-        want = {d: (rec.get(opt) or {}).get(d, default) for d in meta.get("drugs", [])}
+        want = {d: rec.get(opt, {}).get(d, default) for d in meta.get("drugs", [])}
         now = have.get(opt, {})
-        if want != now:
-            return (f"the fit was made with {opt} {want}, the current cards give {now} "
+        if want != now or any(type(want[d]) is not type(now.get(d)) for d in want):
+            return (f"the fit was made with {opt}: {shown(want)}; the current cards give {shown(now)} "
                     "(set QSP_MODELS_DIR to the cards the fit used)")
     return None
 
