@@ -5,8 +5,8 @@ model is built:
 
 1. **Shape and types** (pydantic models below, unknown keys refused): ``[drug]`` (name equal to the file
    name, molecular weight > 0, ...), ``[structure]`` (``pk`` 1cmt/2cmt, ``absorption`` SC/IV/
-   IV_continuous/IP, flags as booleans (``dex_holds_secretion`` among them), ``secretion_stages`` an integer 1-20), ``[covariates]`` (weight
-   20-300 kg, height 100-250 cm),
+   IV_continuous/IP, flags as booleans (``dex_holds_secretion`` among them), ``secretion_stages`` an integer
+   1-20), ``[covariates]`` (weight 20-300 kg, height 100-250 cm),
    ``[params]`` entries ``{ value, unit, description, source }`` with a number for ``value``,
    ``[pd]`` (informational entries of the same shape), ``[population]`` and ``[crs]``.
 2. **Meaning**: every parameter the card's structure needs is present (:func:`required_params`), each

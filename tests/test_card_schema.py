@@ -101,8 +101,8 @@ def test_structure_options_reach_the_model(card_patch, tmp_path):
     from qsp.cards import load_card_file
     from qsp.tce import structure_options_of
 
-    text = card_patch("teclistamab").replace("time_varying_cl = true",
-                                             "time_varying_cl = true\nsecretion_stages = 4\ndex_holds_secretion = true", 1)
+    options = "time_varying_cl = true\nsecretion_stages = 4\ndex_holds_secretion = true"
+    text = card_patch("teclistamab").replace("time_varying_cl = true", options, 1)
     path = tmp_path / "teclistamab.toml"
     path.write_text(text)
     model = load_card_file(path).model()
