@@ -53,7 +53,8 @@ switch) and T-cell proliferation (``I_dex`` is read by :mod:`qsp.components.tcel
 cells engaged under dexamethasone are primed without a burst (with the card's structure option
 ``dex_holds_secretion`` they keep the burst and release it as dexamethasone wanes: :mod:`qsp.components.tcells`).
 Dexamethasone cuts TCE-induced cytokine release in whole blood more than anti-IL-6R does (Leclercq-Cohen et al.
-2023). It acts once, on ``X``: also inhibiting the monocytes' IL-6 output would cube the effect and wipe out the IL-6 of premedicated doses.
+2023). It acts once, on ``X``: also inhibiting the monocytes' IL-6 output would cube the effect and wipe out the
+IL-6 of premedicated doses.
 
 Class defaults were set by hand so that, with the T-cell defaults, a 200-patient teclistamab population
 (label premedication) gives a mean IL-6 near 20 pg/mL ~1.5-2 days after the first treatment dose with
