@@ -349,3 +349,17 @@ def test_individual_values_score_as_draws_from_the_predicted_distribution():
         e = jnp.zeros_like(x0).at[i].set(1e-4)
         fd = (float(fj(x0 + e)) - float(fj(x0 - e))) / 2e-4
         assert gr[i] == pytest.approx(fd, rel=2e-3, abs=1e-3), (i, gr[i], fd)
+
+
+def test_log_moments_leave_out_zero_weight_patients():
+    """The between-patient log-mean and log-SD (``n - 1``) of an individual-value target use only the patients
+    with weight 1 (a failed virtual patient has weight 0 and a placeholder value)."""
+    from qsp.calibrate.likelihood import _log_moments
+
+    lx = np.array([1.0, 2.5, -0.3, 99.0, 0.7])
+    w = np.array([1.0, 1.0, 1.0, 0.0, 1.0])
+    mu, s = np.asarray(_log_moments(jnp.asarray(lx), jnp.asarray(w)))
+    kept = lx[w > 0]
+    assert mu == pytest.approx(kept.mean(), rel=1e-12) and s == pytest.approx(kept.std(ddof=1), rel=1e-9)
+    g = jax.grad(lambda v: _log_moments(v, jnp.asarray(w))[1])(jnp.asarray(lx))
+    assert np.all(np.isfinite(np.asarray(g))) and float(g[3]) == 0.0

@@ -36,7 +36,11 @@ Terms (each target row of :mod:`qsp.calibrate.targets`):
   positions, each with the reading error alone (the term until 2026-12-06), counted every order statistic
   as an independent measurement: with the log SD of the 52 fitted blinatumomab peaks, 1.25, it weighed a shift
   of the whole distribution ``(1.25^2 + 0.2^2) / 0.2^2`` = 40 times more than 52 draws carry. The predicted
-  quantiles stay the reported predictions (and the 1.5-fold check in :mod:`qsp.calibrate.fit`).
+  quantiles stay the reported predictions (and the 1.5-fold check in :mod:`qsp.calibrate.fit`). Not accounted
+  for: ``mu`` and ``s`` come from a finite virtual population (with 48 patients the Monte Carlo error of ``mu``,
+  about ``s / sqrt(48)``, is as large as what 52 observations pin; common random numbers make it a fixed offset,
+  not noise in the objective), and the observed set is selected (the blinatumomab rows keep the patients whose
+  peak fell in the first two steps) while ``mu``, ``s`` are over every virtual patient's peak in the horizon.
 - **Failed virtual patients** (solver status != 0) are left out of every average and cost
   :data:`FAILURE_PENALTY` log-likelihood units each: the log density stays finite, never NaN;
   :func:`predict` reports how many failed.
