@@ -102,14 +102,25 @@ def main(argv=None):
     ap.add_argument("--at", choices=("median", "map"), default="median",
                     help="predictions shown: median of the Laplace draws (default) or at the MAP")
     a = ap.parse_args(argv)
-    tab = pd.read_csv(a.targets)
+    try:
+        tab = pd.read_csv(a.targets)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        ap.error(f"{a.targets}: cannot read it as a targets.csv ({e})")
+    need = {"study_id", "kind", "target", "observed", "predicted_median", "within"}
+    need |= {"predicted_map"} if a.at == "map" else {"predicted_p05", "predicted_p95"}
+    missing = sorted(need - set(tab.columns))
+    if missing:
+        hint = (" (a calibration job's targets.csv holds the posterior predictive only: use --at median)"
+                if missing == ["predicted_map"] else "")
+        ap.error(f"{a.targets}: column(s) {', '.join(missing)} missing for --at {a.at}{hint}")
     print(table(tab, a.at))
     print()
     print(summary(tab))
     pk = il6_peaks(tab, a.at)
     if len(pk):
         print()
-        print("| IL-6 peak | observed (day) | predicted median (day) | fold | within 1.5-fold and 1 day |")
+        what = "predicted median" if a.at == "median" else "predicted at the MAP"
+        print(f"| IL-6 peak | observed (day) | {what} (day) | fold | within 1.5-fold and 1 day |")
         print("|---|---|---|---|---|")
         for r in pk.itertuples(index=False):
             print(f"| {r.target} | {r.observed:.3g} ({r.observed_day:.2f}) | {r.predicted_median:.3g} "

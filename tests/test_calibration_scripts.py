@@ -54,3 +54,21 @@ def test_every_calibration_script_prints_its_help(name):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "usage:" in out.stdout and "--" in out.stdout
+
+
+def test_targets_table_refuses_a_table_without_the_asked_column(tmp_path, capsys):
+    """A calibration job's targets.csv has no MAP column: ``--at map`` names the file and the column (it was an
+    AttributeError traceback); the shipped fit's table has it and prints both tables."""
+    job = pd.read_csv(ROOT / "calibration" / "results" / "joint_crs_nuts" / "targets.csv")
+    assert "predicted_map" not in job.columns
+    path = tmp_path / "targets.csv"
+    job.to_csv(path, index=False)
+    mod = _script("targets_table")
+    with pytest.raises(SystemExit) as e:
+        mod.main([str(path), "--at", "map"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "predicted_map" in err and "--at median" in err
+    assert mod.main([str(ROOT / "calibration" / "fits" / "map" / "targets.csv"), "--at", "map"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted at the MAP (day)" in out and "crs_incidence:" in out
