@@ -40,8 +40,8 @@ in a correlated block may change through ``L``). No global numpy or JAX random s
 The IIV SDs can be fitted (:mod:`qsp.calibrate`): the parameter ``OMEGA_<P>`` (e.g. ``OMEGA_KIL6``) is
 ``omega_P`` with the prior :data:`OMEGA_PRIOR` around the default below (:func:`omega_target`,
 :func:`fittable_omega`). A fitted value is applied to the spec (``replace(spec, omega=...)``); as the streams
-are named, the patients keep their ``z_P`` and only the spread scales: ``P_i = P_typ exp(omega_P z_P,i)``.
-Only a parameter outside every correlation and allometry can be fitted this way.
+are named, the patients keep their ``z_P`` and only the spread scales: ``P_i = P_typ exp(omega_P z_P,i)``
+(times the allometric factor, which does not move; a correlated parameter keeps its correlation coefficients).
 
 The card may override any default in a ``[population]`` table (keys of :class:`PopulationSpec`, ``omega`` as
 a table of ``{ value, source }`` and ``correlations`` as a list of ``["CL", "V1", 0.4]`` triples).
@@ -219,14 +219,17 @@ def omega_target(name: str) -> str | None:
 def fittable_omega(target: str, spec: PopulationSpec) -> str | None:
     """Why ``omega_<target>`` cannot be fitted by rescaling the patients' random effects (None if it can).
 
-    ``P_i = P_typ exp(omega z_i)`` holds only for a parameter with IIV in ``spec``, in no correlation, without
-    allometry and not sharing another parameter's random effect."""
+    A fit rescales each patient's random effect, ``eta_i = omega z_i`` with ``z_i`` fixed, keeping the
+    allometric factor apart: ``P_i = P_typ exp(omega z_i) (WT_i / WT_ref)^a``. That is the population
+    :func:`sample_population` draws with the new omega (:func:`with_omegas`), correlations included: with
+    ``Omega = D R D`` (``D`` the omegas, ``R`` the correlations) the Cholesky factor is ``D chol(R)``, so changing
+    one omega scales that parameter's random effect and no other, at the same correlation coefficients. A
+    parameter sharing its random effect (``CLSS`` with ``CL``, :data:`LINKED`) moves with it. Only a parameter
+    without IIV in ``spec`` (omega 0) cannot be fitted."""
+    if target in LINKED:
+        return f"{target} shares the random effect of {LINKED[target]} (fit OMEGA_{LINKED[target]})"
     if spec.omega.get(target, 0.0) <= 0.0:
         return f"{target} has no IIV in this population (omega 0)"
-    if any(target in pair for pair in spec.correlations):
-        return f"{target} is correlated with another parameter"
-    if target in ALLOMETRY or target in LINKED or target in LINKED.values():
-        return f"{target} carries allometry or a shared random effect"
     return None
 
 
@@ -252,6 +255,9 @@ class VirtualPopulation:
     spec: PopulationSpec
     params: dict[str, np.ndarray]
     covariates: pd.DataFrame
+    # P -> the patients' random effects eta_P (log scale, omega_P times a correlated standard normal), for every
+    # parameter with IIV; a fit that rescales omega_P rescales these (qsp.calibrate.likelihood)
+    etas: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -260,7 +266,8 @@ class VirtualPopulation:
     def subset(self, idx) -> "VirtualPopulation":
         idx = np.asarray(idx)
         return VirtualPopulation(self.seed, self.spec, {k: v[idx] for k, v in self.params.items()},
-                                 self.covariates.iloc[idx].reset_index(drop=True))
+                                 self.covariates.iloc[idx].reset_index(drop=True),
+                                 {k: v[idx] for k, v in self.etas.items()})
 
 
 def stream_id(name: str) -> int:
@@ -409,4 +416,4 @@ def sample_population(model: Model, n: int, seed: int, spec: PopulationSpec | No
     cov["premed"] = premed
     cov["ada_pos"] = ada
     cov["eta_crs"] = eta_crs
-    return VirtualPopulation(int(seed), spec, params, cov)
+    return VirtualPopulation(int(seed), spec, params, cov, {k: eta[:, j] for j, k in enumerate(names)})

@@ -272,21 +272,51 @@ def test_fitted_iiv_sd_rescales_the_virtual_patients_and_has_a_gradient():
     th = sp.init()
     base = np.asarray(_params(th, sp, sim, 6)[0]["KIL6"])
     typ = sim.base["KIL6"]
-    np.testing.assert_allclose(base, typ * sim.ratios["KIL6"], rtol=1e-12)  # at the drawn omega: as drawn
+    # at the drawn omega: as drawn (the ratio keeps what does not scale: nothing for KIL6, which has no allometry)
+    np.testing.assert_allclose(sim.ratios["KIL6"], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(base, typ * np.exp(sim.etas["KIL6"][1]), rtol=1e-12)
     th2 = {**th, "class": {**th["class"], "OMEGA_KIL6": th["class"]["OMEGA_KIL6"] + np.log(2.0)}}
     wide = np.asarray(_params(th2, sp, sim, 6)[0]["KIL6"])
     np.testing.assert_allclose(np.log(wide / typ), 2 * np.log(base / typ), rtol=1e-10)
     f, x0, _ = neg_log_posterior_flat(replace_studies(pr, [sim]))
     g = jax.grad(f)(x0)
     assert np.all(np.isfinite(np.asarray(g))) and abs(float(g[0])) > 0  # OMEGA_KIL6 moves the likelihood
-    # CL's random effect cannot be rescaled: correlated with V1 (elranatamab: the default CL-V1 correlation), or,
-    # where no correlation is given (teclistamab: the popPK reports none), carrying allometry and CLSS's effect
-    with pytest.raises(InputError, match="OMEGA_CL cannot be fitted for elranatamab: CL is correlated"):
-        build_problem(ParameterSpace({"elranatamab": load_card("elranatamab").model()}, class_params=("OMEGA_CL",)),
-                      patients=4, seed=3)
-    with pytest.raises(InputError, match="OMEGA_CL cannot be fitted for teclistamab: CL carries allometry"):
-        build_problem(ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("OMEGA_CL",)),
-                      patients=4, seed=3)
+
+
+def test_fitted_pk_iiv_sd_keeps_allometry_and_correlation_as_a_redrawn_population_has_them():
+    """OMEGA_CL of a card with the default CL-V1 correlation and weight allometry on CL, CLSS, V1: the fit's
+    rescaled patients are exactly the population drawn with the new omega (qsp.population.with_omegas): each
+    patient keeps its weight and its standard normals; CL and CLSS (which shares CL's random effect) spread more,
+    V1 does not move."""
+    from qsp.calibrate.likelihood import _params
+    from qsp.population import population_spec, sample_population, with_omegas
+
+    card = load_card("elranatamab")
+    m = card.model()
+    sp = ParameterSpace({"elranatamab": m}, class_params=("OMEGA_CL", "OMEGA_V1"))
+    pr = build_problem(sp, patients=8, seed=3, studies=["MagnetisMM-3-cohortA"])
+    sim = pr.studies[0]
+    th = sp.init()
+    spec = population_spec(card, premed_fraction=1.0, prior_tcr_prob=float(0.0))
+    om_cl = spec.for_model(m).omega["CL"]
+    assert ("CL", "V1") in spec.correlations or ("V1", "CL") in spec.correlations
+    at0 = {k: np.asarray(v) for k, v in _params(th, sp, sim, 8)[0].items()}
+    pk = [k for k in ("CL", "CLSS", "V1") if k in sim.etas]
+    assert {"CL", "V1"} <= set(pk)
+    for k in pk:
+        np.testing.assert_allclose(at0[k], sim.base[k] * sim.ratios[k] * np.exp(sim.etas[k][1]), rtol=1e-12)
+    th2 = {**th, "class": {**th["class"], "OMEGA_CL": th["class"]["OMEGA_CL"] + np.log(1.5)}}
+    wide = {k: np.asarray(v) for k, v in _params(th2, sp, sim, 8)[0].items()}
+    np.testing.assert_array_equal(wide["V1"], at0["V1"])
+    assert np.std(np.log(wide["CL"])) > np.std(np.log(at0["CL"]))
+    redrawn = sample_population(m, 8, 3, with_omegas(spec, {"OMEGA_CL": 1.5 * om_cl}), weight_kg=card.covariates()
+                                .weight_kg, stratified=False)
+    drawn = sample_population(m, 8, 3, spec, weight_kg=card.covariates().weight_kg, stratified=False)
+    for k in pk:  # the likelihood's rescaling is the redrawn population, patient by patient
+        np.testing.assert_allclose(wide[k] / at0[k], redrawn.params[k] / drawn.params[k], rtol=1e-10)
+    f, x0, _ = neg_log_posterior_flat(replace_studies(pr, [sim]))
+    g = np.asarray(jax.grad(f)(x0))
+    assert np.all(np.isfinite(g)) and abs(float(g[0])) > 0
 
 
 def replace_studies(problem, studies):

@@ -299,7 +299,14 @@ def test_with_omegas_rescales_the_same_patients_random_effects():
     np.testing.assert_allclose(np.log(b.params["KIL6"] / typ), 2 * np.log(a.params["KIL6"] / typ), rtol=1e-12)
     np.testing.assert_array_equal(a.params["CL"], b.params["CL"])  # nothing else moves
     assert fittable_omega("KIL6", spec) is None
-    assert "correlated" in fittable_omega("CL", spec)
+    assert fittable_omega("CL", spec) is None  # correlated and allometric: its random effect still rescales
+    assert "shares the random effect of CL" in fittable_omega("CLSS", spec)
+    assert "no IIV" in fittable_omega("Q", spec)
+    c = sample_population(m, 50, 7, with_omegas(spec, {"OMEGA_V1": 0.5 * spec.omega["V1"]}))
+    np.testing.assert_allclose(c.etas["V1"], 0.5 * a.etas["V1"], rtol=1e-12)  # only V1's random effect scales,
+    np.testing.assert_array_equal(c.etas["CL"], a.etas["CL"])  # its correlated partner keeps its own
+    np.testing.assert_allclose(np.log(c.params["V1"] / a.params["V1"]), -0.5 * a.etas["V1"], rtol=1e-10)
+    assert a.subset([1, 3]).etas["CL"].tolist() == a.etas["CL"][[1, 3]].tolist()
     with pytest.raises(InputError, match="allowed: OMEGA_CL"):
         with_omegas(spec, {"OMEGA_FOO": 0.3})
     with pytest.raises(InputError, match="OMEGA_KIL6 must be >= 0"):

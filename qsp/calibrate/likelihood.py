@@ -74,7 +74,7 @@ from ..cards import load_card
 from ..crs import CRS_DEFAULTS
 from ..errors import InputError
 from ..events import EventArrays
-from ..population import OMEGA_PREFIX, fittable_omega, omega_target, population_spec, sample_population
+from ..population import LINKED, OMEGA_PREFIX, fittable_omega, omega_target, population_spec, sample_population
 from ..premedication import drug_doses
 from ..simulate import STATUS_OK, SolverConfig
 from ..trial import _patient, patient_crs, patient_mechanism, population_events
@@ -113,6 +113,7 @@ class StudySim:
     sum_rows: list = field(default_factory=list)  # qsp.calibrate.summaries.SummaryRow
     solve: bool = True  # False: only targets that need no simulation (ADA incidence)
     omega0: dict = field(default_factory=dict)  # P -> the omega the patients were drawn with (fitted OMEGA_P)
+    etas: dict = field(default_factory=dict)  # parameter -> (P, eta_P per patient) for a fitted OMEGA_P
     regimen: str = ""  # the study's regimen (the card's regimen name, as in studies.csv)
     covariates: dict = field(default_factory=dict)  # per-patient covariates (weight_kg, prior_tcr), for reports
 
@@ -222,7 +223,7 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
     pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm,
                             stratified=stratified)
     iiv0 = {}
-    for k in space.class_params:  # fitted IIV SDs: P_i = P_typ ratio_i^(omega / omega0), ratio_i = exp(omega0 z_i)
+    for k in space.class_params:  # fitted IIV SDs: P_i = P_typ allo_i exp(eta_i omega / omega0), eta_i = omega0 z_i
         target = omega_target(k)
         if target is None:
             continue
@@ -236,6 +237,12 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
     # (the ADA indicator) is kept as drawn
     ratios = {k: np.asarray(v, float) / typ[k] for k, v in pop.params.items() if typ.get(k, 0.0) != 0.0}
     fixed = {k: np.asarray(v, float) for k, v in pop.params.items() if typ.get(k, 0.0) == 0.0}
+    etas = {}  # parameter -> (the fitted omega's target, its random effect); its ratio keeps only the allometry
+    for k in list(ratios):
+        target = LINKED.get(k, k)
+        if target in iiv0:
+            etas[k] = (target, np.asarray(pop.etas[target], float))
+            ratios[k] = ratios[k] / np.exp(etas[k][1])
     omega0 = float(typ.get("CRS_OMEGA", 1.0)) if spec.crs_omega is None else float(spec.crs_omega)
     z_crs = pop.covariates["eta_crs"].to_numpy(float) / (omega0 if omega0 > 0 else 1.0)
     tcr = pop.covariates["prior_tcr"].to_numpy(float)
@@ -252,6 +259,7 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
     sim = StudySim(st.study_id, st.drug, model, ts, dose_t, events, model.params(), ratios, z_crs, tcr)
     sim.fixed = fixed
     sim.omega0 = iiv0
+    sim.etas = etas
     sim.regimen = str(st.regimen)
     sim.covariates = {c: pop.covariates[c].to_numpy(float) for c in ("weight_kg", "prior_tcr")
                       if c in pop.covariates}
@@ -313,8 +321,10 @@ def _params(theta, space: ParameterSpace, sim: StudySim, n: int):
         typ = vals.get(k, jnp.asarray(v))
         if k in sim.fixed:
             p[k] = jnp.asarray(sim.fixed[k])
-        elif k in sim.omega0 and OMEGA_PREFIX + k in vals:  # fitted spread: exp(omega z) = ratio^(omega/omega0)
-            p[k] = typ * jnp.exp(jnp.log(jnp.asarray(sim.ratios[k])) * (vals[OMEGA_PREFIX + k] / sim.omega0[k]))
+        elif k in sim.etas and OMEGA_PREFIX + sim.etas[k][0] in vals:  # fitted spread: exp(eta omega / omega0)
+            target, eta = sim.etas[k]
+            p[k] = typ * jnp.asarray(sim.ratios[k]) * jnp.exp(jnp.asarray(eta) * (vals[OMEGA_PREFIX + target]
+                                                                                  / sim.omega0[target]))
         else:
             p[k] = typ * jnp.asarray(sim.ratios[k]) if k in sim.ratios else jnp.broadcast_to(typ, (n,))
     for k in CRS_DEFAULTS:  # CRS parameters are in the model namespace but the trial takes them apart
