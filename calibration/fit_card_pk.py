@@ -33,6 +33,7 @@ from qsp.calibrate.likelihood import build_problem  # noqa: E402
 from qsp.calibrate.space import ParameterSpace  # noqa: E402
 from qsp.calibrate.targets import load_targets  # noqa: E402
 from qsp.cards import list_cards, load_card  # noqa: E402
+from qsp.errors import InputError  # noqa: E402
 from qsp.population import omega_target  # noqa: E402
 
 PK_QUANTITIES = ("conc_ug_per_ml",)
@@ -71,8 +72,6 @@ def main(argv=None):
         sys.exit(f"error: --drug: no card named {a.drug!r}; cards: {', '.join(list_cards())}")
     card = load_card(a.drug)
     model = card.model()
-    shipped = card.parameter_set("calibrated").model_values
-    model = model.with_defaults({k: v for k, v in shipped.items() if k in model.param_info})
     params = tuple(p.strip() for p in a.params.split(",") if p.strip())
     iiv = () if a.iiv.strip().lower() == "none" else tuple(p.strip() for p in a.iiv.split(",") if p.strip())
     bad = [p for p in params if p not in model.param_info]
@@ -81,6 +80,11 @@ def main(argv=None):
     bad = [p for p in iiv if omega_target(p) is None]
     if bad:
         sys.exit(f"error: --iiv: {', '.join(bad)} are not fittable IIV SDs (OMEGA_<P> of qsp.population.DEFAULT_OMEGA)")
+    try:
+        shipped = card.parameter_set("calibrated").model_values
+    except InputError as e:
+        sys.exit(f"error: the PD is held at the shipped calibrated values, and: {e}")
+    model = model.with_defaults({k: v for k, v in shipped.items() if k in model.param_info})
     targets = load_targets()
     studies = pk_studies(targets, a.drug)
     if not studies:
@@ -94,7 +98,7 @@ def main(argv=None):
                                                  flush=True))
     write_fit(fit, Path(a.out))
     vals = fit.values[a.drug]
-    print(f"\n{a.drug}: fitted in {time.time() - t0:.0f} s; -log posterior {fit.map.fun:.3f}")
+    print(f"\n{a.drug}: fitted in {time.time() - t0:.0f} s; -log posterior {fit.map.value:.3f}")
     for k in params + iiv:
         prior = model.param_info[k].value if k in model.param_info else None
         print(f"  {k} = {vals[k]:.6g}" + (f"  (card {prior:.6g})" if prior is not None else ""))

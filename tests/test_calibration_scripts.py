@@ -72,3 +72,23 @@ def test_targets_table_refuses_a_table_without_the_asked_column(tmp_path, capsys
     assert mod.main([str(ROOT / "calibration" / "fits" / "map" / "targets.csv"), "--at", "map"]) == 0
     out = capsys.readouterr().out
     assert "predicted at the MAP (day)" in out and "crs_incidence:" in out
+
+
+def test_card_pk_fit_takes_the_drugs_pk_only_studies_and_refuses_bad_names(capsys):
+    """``fit_card_pk.py`` fits a card's PK to the studies that hold PK targets only (talquetamab: the EU SmPC
+    summaries and Gong et al.'s half-lives, not MonumenTAL-1's CRS rows); an unknown card, a parameter the card
+    lacks or an IIV SD that cannot be fitted stops it before any work, naming the option."""
+    from qsp.calibrate import load_targets
+
+    mod = _script("fit_card_pk")
+    targets = load_targets()
+    assert mod.pk_studies(targets, "talquetamab") == ["MonumenTAL-1-QW-PK", "talquetamab-popPK-Gong2025"]
+    assert "epcoritamab-SmPC-ADA" not in mod.pk_studies(targets, "epcoritamab")  # ADA incidence is not PK
+    assert mod.pk_studies(targets, "teclistamab") == []  # MajesTEC-1's PK shares its study with CRS and IL-6
+    for argv, words in ((["--drug", "nodrug"], ["--drug", "nodrug"]),
+                        (["--drug", "talquetamab", "--params", "CL,FOO"], ["--params", "FOO"]),
+                        (["--drug", "talquetamab", "--iiv", "OMEGA_FOO"], ["--iiv", "OMEGA_FOO"])):
+        with pytest.raises(SystemExit) as e:
+            mod.main(argv + ["--out", "unused"])
+        msg = str(e.value.code)
+        assert all(w in msg for w in words), msg
