@@ -10,10 +10,10 @@ T cells, IL-6, CRS) stays at the shipped calibrated values, so target-mediated d
 model. Nothing is written into the card: the script prints the fitted values and writes a fit folder
 (``params.json``, ``targets.csv``, ...) for the card's ``source`` entries to cite.
 
-    # talquetamab's IIV (calibration/fits/pk_talquetamab; the card's [population.omega] cites it):
-    python calibration/fit_card_pk.py --drug talquetamab --params '' --iiv OMEGA_CL,OMEGA_V1,OMEGA_KA \\
-        --patients 100 --max-steps 60 --draws 10 --out calibration/fits/pk_talquetamab
-    # the typical PK as well (--params CL,V1,KA,CLSS,KCL, the default): see calibration/README.md
+    # talquetamab's PK and PK IIV (calibration/fits/pk_talquetamab; the card cites it):
+    python calibration/fit_card_pk.py --drug talquetamab --iiv OMEGA_CL,OMEGA_V1,OMEGA_KA --patients 100 \\
+        --max-steps 80 --draws 10 --out calibration/fits/pk_talquetamab
+    # the IIV alone, the card's typical PK kept: --params '' (calibration/README.md)
 
 Each parameter's prior is the card's (wide for ``assumed:`` values); each omega's prior is
 :data:`qsp.population.OMEGA_PRIOR` around the default of :data:`qsp.population.DEFAULT_OMEGA` (the
