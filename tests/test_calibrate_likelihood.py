@@ -274,7 +274,7 @@ def test_fitted_iiv_sd_rescales_the_virtual_patients_and_has_a_gradient():
     typ = sim.base["KIL6"]
     # at the drawn omega: as drawn (the ratio keeps what does not scale: nothing for KIL6, which has no allometry)
     np.testing.assert_allclose(sim.ratios["KIL6"], 1.0, rtol=1e-12)
-    np.testing.assert_allclose(base, typ * np.exp(sim.etas["KIL6"][1]), rtol=1e-12)
+    np.testing.assert_allclose(base, typ * np.exp(sim.etas["KIL6"][2]), rtol=1e-12)
     th2 = {**th, "class": {**th["class"], "OMEGA_KIL6": th["class"]["OMEGA_KIL6"] + np.log(2.0)}}
     wide = np.asarray(_params(th2, sp, sim, 6)[0]["KIL6"])
     np.testing.assert_allclose(np.log(wide / typ), 2 * np.log(base / typ), rtol=1e-10)
@@ -304,7 +304,7 @@ def test_fitted_pk_iiv_sd_keeps_allometry_and_correlation_as_a_redrawn_populatio
     pk = [k for k in ("CL", "CLSS", "V1") if k in sim.etas]
     assert {"CL", "V1"} <= set(pk)
     for k in pk:
-        np.testing.assert_allclose(at0[k], sim.base[k] * sim.ratios[k] * np.exp(sim.etas[k][1]), rtol=1e-12)
+        np.testing.assert_allclose(at0[k], sim.base[k] * sim.ratios[k] * np.exp(sim.etas[k][2]), rtol=1e-12)
     th2 = {**th, "class": {**th["class"], "OMEGA_CL": th["class"]["OMEGA_CL"] + np.log(1.5)}}
     wide = {k: np.asarray(v) for k, v in _params(th2, sp, sim, 8)[0].items()}
     np.testing.assert_array_equal(wide["V1"], at0["V1"])
@@ -317,6 +317,24 @@ def test_fitted_pk_iiv_sd_keeps_allometry_and_correlation_as_a_redrawn_populatio
     f, x0, _ = neg_log_posterior_flat(replace_studies(pr, [sim]))
     g = np.asarray(jax.grad(f)(x0))
     assert np.all(np.isfinite(g)) and abs(float(g[0])) > 0
+
+
+def test_fitted_v1_iiv_sd_is_the_central_volumes_in_a_one_compartment_card():
+    """A one-compartment card calls its central volume V (qsp.population.ALIASES): OMEGA_V1 rescales V's random
+    effect there, as a redrawn population with that omega has it, instead of being refused."""
+    from qsp.calibrate.likelihood import _params
+
+    m = load_card("blinatumomab").model()
+    assert "V" in m.param_info and "V1" not in m.param_info
+    sp = ParameterSpace({"blinatumomab": m}, class_params=("OMEGA_V1",))
+    pr = build_problem(sp, patients=6, seed=3, studies=["blinatumomab-Hijazi2018"])
+    sim = pr.studies[0]
+    assert sim.etas["V"][0] == "OMEGA_V1"
+    th = sp.init()
+    at0 = np.asarray(_params(th, sp, sim, 6)[0]["V"])
+    th2 = {**th, "class": {**th["class"], "OMEGA_V1": th["class"]["OMEGA_V1"] + np.log(2.0)}}
+    wide = np.asarray(_params(th2, sp, sim, 6)[0]["V"])
+    np.testing.assert_allclose(np.log(wide / at0), sim.etas["V"][2], rtol=1e-10)  # eta doubled: the extra is eta
 
 
 def replace_studies(problem, studies):

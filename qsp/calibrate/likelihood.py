@@ -74,7 +74,7 @@ from ..cards import load_card
 from ..crs import CRS_DEFAULTS
 from ..errors import InputError
 from ..events import EventArrays
-from ..population import LINKED, OMEGA_PREFIX, fittable_omega, omega_target, population_spec, sample_population
+from ..population import ALIASES, LINKED, fittable_omega, omega_target, population_spec, sample_population
 from ..premedication import drug_doses
 from ..simulate import STATUS_OK, SolverConfig
 from ..trial import _patient, patient_crs, patient_mechanism, population_events
@@ -113,7 +113,7 @@ class StudySim:
     sum_rows: list = field(default_factory=list)  # qsp.calibrate.summaries.SummaryRow
     solve: bool = True  # False: only targets that need no simulation (ADA incidence)
     omega0: dict = field(default_factory=dict)  # P -> the omega the patients were drawn with (fitted OMEGA_P)
-    etas: dict = field(default_factory=dict)  # parameter -> (P, eta_P per patient) for a fitted OMEGA_P
+    etas: dict = field(default_factory=dict)  # parameter -> (OMEGA_ name, omega0, eta per patient) if fitted
     regimen: str = ""  # the study's regimen (the card's regimen name, as in studies.csv)
     covariates: dict = field(default_factory=dict)  # per-patient covariates (weight_kg, prior_tcr), for reports
 
@@ -222,27 +222,30 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
     spec = population_spec(card, premed_fraction=premed, prior_tcr_prob=tcr_p)
     pop = sample_population(model, patients, seed, spec, weight_kg=ref.weight_kg, height_cm=ref.height_cm,
                             stratified=stratified)
-    iiv0 = {}
+    iiv0, omega_names = {}, {}
     for k in space.class_params:  # fitted IIV SDs: P_i = P_typ allo_i exp(eta_i omega / omega0), eta_i = omega0 z_i
         target = omega_target(k)
         if target is None:
             continue
+        # an omega named on V1 is the central volume's in a one-compartment model, which calls it V (ALIASES)
+        target = ALIASES.get(target, target) if target not in model.param_info else target
         mspec = spec.for_model(model)
         why = fittable_omega(target, mspec)
         if why is not None:
             raise InputError(f"{k} cannot be fitted for {st.drug}: {why}", field="params")
         iiv0[target] = float(mspec.omega[target])
+        omega_names[target] = k
     typ = model.default_params()
     # per-patient values relative to the typical one (they move with theta); a zero-typical per-patient value
     # (the ADA indicator) is kept as drawn
     ratios = {k: np.asarray(v, float) / typ[k] for k, v in pop.params.items() if typ.get(k, 0.0) != 0.0}
     fixed = {k: np.asarray(v, float) for k, v in pop.params.items() if typ.get(k, 0.0) == 0.0}
-    etas = {}  # parameter -> (the fitted omega's target, its random effect); its ratio keeps only the allometry
+    etas = {}  # parameter -> (its fitted OMEGA_ name, omega0, its random effect); its ratio keeps the allometry
     for k in list(ratios):
         target = LINKED.get(k, k)
         if target in iiv0:
-            etas[k] = (target, np.asarray(pop.etas[target], float))
-            ratios[k] = ratios[k] / np.exp(etas[k][1])
+            etas[k] = (omega_names[target], iiv0[target], np.asarray(pop.etas[target], float))
+            ratios[k] = ratios[k] / np.exp(etas[k][2])
     omega0 = float(typ.get("CRS_OMEGA", 1.0)) if spec.crs_omega is None else float(spec.crs_omega)
     z_crs = pop.covariates["eta_crs"].to_numpy(float) / (omega0 if omega0 > 0 else 1.0)
     tcr = pop.covariates["prior_tcr"].to_numpy(float)
@@ -321,10 +324,10 @@ def _params(theta, space: ParameterSpace, sim: StudySim, n: int):
         typ = vals.get(k, jnp.asarray(v))
         if k in sim.fixed:
             p[k] = jnp.asarray(sim.fixed[k])
-        elif k in sim.etas and OMEGA_PREFIX + sim.etas[k][0] in vals:  # fitted spread: exp(eta omega / omega0)
-            target, eta = sim.etas[k]
-            p[k] = typ * jnp.asarray(sim.ratios[k]) * jnp.exp(jnp.asarray(eta) * (vals[OMEGA_PREFIX + target]
-                                                                                  / sim.omega0[target]))
+        elif k in sim.etas:  # fitted spread: exp(eta omega / omega0); as drawn where the omega is not in theta
+            name, om0, eta = sim.etas[k]
+            scale = vals[name] / om0 if name in vals else 1.0
+            p[k] = typ * jnp.asarray(sim.ratios[k]) * jnp.exp(jnp.asarray(eta) * scale)
         else:
             p[k] = typ * jnp.asarray(sim.ratios[k]) if k in sim.ratios else jnp.broadcast_to(typ, (n,))
     for k in CRS_DEFAULTS:  # CRS parameters are in the model namespace but the trial takes them apart
