@@ -176,7 +176,7 @@ def test_png_written(run_2cmt):
     png = out / "cp.png"
     assert png.exists() and png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in out.iterdir()) == ["cp.png", "predictions.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".qsp-outputs-simulate", "cp.png", "predictions.csv"]
     assert not [p for p in out.parent.iterdir() if ".tmp" in p.name]
 
 

@@ -159,7 +159,7 @@ def optimize_command(
     from .outputs import write_outputs
 
     try:
-        written = write_outputs(out_dir, files)
+        written = write_outputs(out_dir, files, owner="optimize")
     except InputError as e:
         echo_error(str(e))
         raise typer.Exit(EXIT_USAGE)

@@ -69,4 +69,4 @@ def restart_command(
         from .outputs import write_outputs
 
         write_outputs(out_dir, {"restart_rules.csv": rules.to_csv(index=False).encode(),
-                                "restart_risks.csv": raw.to_csv(index=False).encode()})
+                                "restart_risks.csv": raw.to_csv(index=False).encode()}, owner="restart")

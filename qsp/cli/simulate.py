@@ -233,7 +233,7 @@ def simulate(
             files = simulate_population(drug, regimen, days, premed, patients, seed, outputs_per_day, progress,
                                         params, opts, parameters=parameters, uncertainty=uncertainty,
                                         scheduler=scheduler)
-        written = write_outputs(out_dir, files)
+        written = write_outputs(out_dir, files, owner="simulate")
     except InputError as e:
         echo_error(str(e))
         raise typer.Exit(EXIT_USAGE)
