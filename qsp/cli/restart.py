@@ -68,5 +68,9 @@ def restart_command(
     if out_dir is not None:
         from .outputs import write_outputs
 
-        write_outputs(out_dir, {"restart_rules.csv": rules.to_csv(index=False).encode(),
-                                "restart_risks.csv": raw.to_csv(index=False).encode()}, owner="restart")
+        try:
+            write_outputs(out_dir, {"restart_rules.csv": rules.to_csv(index=False).encode(),
+                                    "restart_risks.csv": raw.to_csv(index=False).encode()}, owner="restart")
+        except InputError as e:  # e.g. the folder became read-only during the run
+            echo_error(str(e))
+            raise typer.Exit(EXIT_USAGE)

@@ -159,7 +159,8 @@ def simulate(
         "--max-steps", metavar="INT", help="Solver steps allowed between two events [default: 4096].",
         show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", metavar="DIR", help="Output directory (created; other files kept).", show_default=False)] = None,
+        "--out", metavar="DIR", help="Output directory (created; a rerun replaces its own earlier outputs, other "
+                                     "files kept).", show_default=False)] = None,
     drug: Annotated[Optional[str], typer.Option(
         "--drug", metavar="NAME", help="Simulate a drug's model card (see `qsp drugs`).", show_default=False)] = None,
     regimen: Annotated[Optional[str], typer.Option(
