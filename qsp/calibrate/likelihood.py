@@ -76,6 +76,7 @@ from ..errors import InputError
 from ..events import EventArrays
 from ..population import ALIASES, LINKED, fittable_omega, omega_target, population_spec, sample_population
 from ..premedication import drug_doses
+from ..reductions import peak as peak_of
 from ..simulate import STATUS_OK, SolverConfig
 from ..trial import _patient, patient_crs, patient_mechanism, population_events
 from . import summaries as sumr
@@ -466,7 +467,7 @@ def study_predictions(theta, problem: Problem, sim: StudySim, mechanism: dict | 
     for g in sim.tc_groups:
         x = jnp.where(ok[:, None], jnp.nan_to_num(outs[g["quantity"]], nan=0.0), 0.0)
         if g["statistic"] == "individual_peak":
-            peak = jnp.max(x, axis=1)
+            peak = peak_of(x, axis=1)  # not jnp.max: its gradient can vanish under jit (qsp.reductions)
             m = g["obs"].size
             q = (np.argsort(np.argsort(g["obs"])) + 0.5) / m
             pred["tc"].append(jnp.nanquantile(jnp.where(ok, peak, jnp.nan), jnp.asarray(q)))

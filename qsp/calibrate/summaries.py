@@ -66,6 +66,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from ..reductions import peak
+
 LN2 = math.log(2.0)
 DENSE_STEP_DAY = 1.0 / 12.0  # 2 h grid inside a Cmax/Tmax/AUC window
 TROUGH_EPS_DAY = 1e-4  # the trough is read this long before the next dose (pre-dose value)
@@ -316,7 +318,7 @@ def _tiny(x):
 
 
 def window_cmax(x, idx):
-    return jnp.max(x[:, idx], axis=1)
+    return peak(x[:, idx], axis=1)  # not jnp.max: its gradient can vanish under jit (qsp.reductions)
 
 
 def window_tmax_h(x, ts, idx, t_dose):
@@ -351,10 +353,10 @@ def terminal_half_life(x, ts, t_last, follow_end):
     t = jnp.asarray(ts[sel] - t_last)
     y = jnp.log(_tiny(x[:, sel]))
     j = jnp.argmax(y, axis=1)
-    peak = jnp.max(y, axis=1)[:, None]
+    top = peak(y, axis=1)[:, None]
     post = jnp.arange(sel.size)[None, :] > j[:, None]
     sig = jax.nn.sigmoid
-    floor = peak - HL_FLOOR_HALVINGS * LN2
+    floor = top - HL_FLOOR_HALVINGS * LN2
     above = sig((y - floor) / HL_SOFT)
     band = above * sig(((floor + 2 * LN2) - y) / HL_SOFT)
     late = jnp.asarray(t >= (follow_end - t_last) - HL_LATE_DAYS)[None, :] * above
