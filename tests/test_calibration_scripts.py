@@ -92,3 +92,30 @@ def test_card_pk_fit_takes_the_drugs_pk_only_studies_and_refuses_bad_names(capsy
             mod.main(argv + ["--out", "unused"])
         msg = str(e.value.code)
         assert all(w in msg for w in words), msg
+
+
+def test_il6_sampling_trial_means_average_only_the_patients_with_crs():
+    mod = _script("il6_mean_sampling")
+    il6 = np.array([[1.0, 2.0], [10.0, 20.0], [100.0, 200.0]])
+    # only patient 2 ever has CRS: every trial's mean is patient 2's values
+    means = mod.trial_means(il6, np.array([0.0, 0.0, 1.0]), n=50, trials=200, rng=np.random.default_rng(0))
+    assert np.allclose(means[np.isfinite(means[:, 0])], [100.0, 200.0])
+    assert np.isfinite(means[:, 0]).mean() > 0.99  # 50 draws of 3 patients: a trial without patient 2 is rare
+    # half of the patients with CRS: the trial means spread around the CRS-weighted mean
+    means = mod.trial_means(il6, np.array([0.5, 0.5, 0.5]), n=165, trials=2000, rng=np.random.default_rng(1))
+    assert np.nanmean(means[:, 0]) == pytest.approx(37.0, rel=0.05)
+    assert np.nanpercentile(means[:, 0], 95) > np.nanpercentile(means[:, 0], 5) + 5.0
+
+
+def test_il6_sampling_peak_rule_is_per_dose_interval_within_1_5_fold_and_1_day():
+    mod = _script("il6_mean_sampling")
+    times = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    windows = mod.peak_windows(times, np.array([0.0, 3.0, 7.0]))
+    assert [list(np.flatnonzero(m)) for m in windows] == [[0, 1, 2], [3, 4, 5, 6]]  # [7, inf) has 1 point
+    obs = np.array([1.0, 4.0, 2.0, 1.0, 1.0, 9.0, 2.0, 1.0])
+    hit = np.array([1.0, 3.0, 2.0, 1.0, 8.0, 2.0, 2.0, 1.0])  # window 1: 1.33-fold same day; 2: 1.1-fold 1 day early
+    miss = np.array([1.0, 2.0, 1.0, 1.0, 1.0, 5.0, 2.0, 1.0])  # window 1: 2-fold; window 2: 1.8-fold
+    assert mod.peaks_within(obs, hit, times, windows) == [True, True]
+    assert mod.peaks_within(obs, miss, times, windows) == [False, False]
+    late = np.array([1.0, 4.0, 2.0, 1.0, 1.0, 1.0, 2.0, 9.0])  # the burst after the next dose: this interval's max is 2
+    assert mod.peaks_within(obs, late, times, windows)[1] is False
