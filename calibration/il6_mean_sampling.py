@@ -26,8 +26,12 @@ four doses (data 42 / 36 / 25 / 2 %), the CRS-weighted spread of the individual 
 were about 290 pg/mL; SCIENCE.md) and, for the any-CRS weighting, the trial-to-trial 5-95% range at the peaks
 and the share of virtual trials within 1.5-fold of each observed peak.
 
+``--fit-likelihood`` adds, per ``OMEGA_KIL6``, the full log-likelihoods of the two studies whose IL-6 the fit
+sees (MajesTEC-1 and blinatumomab-Hijazi2018) on the fit's own virtual patients (its size, seed and draws): which
+way the data pull the IIV.
+
     python calibration/il6_mean_sampling.py --fit calibration/fits/map --patients 400 --trials 4000 \\
-        --omega-kil6 0.6,0.8,1.0
+        --omega-kil6 0.6,0.8,1.0 --fit-likelihood
 """
 
 from __future__ import annotations
@@ -36,18 +40,20 @@ import argparse
 import json
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from qsp.calibrate.fit import structure_mismatch
-from qsp.calibrate.likelihood import build_problem, simulate_study
+from qsp.calibrate.likelihood import build_problem, simulate_study, study_log_likelihood
 from qsp.calibrate.space import ParameterSpace
 from qsp.calibrate.targets import load_targets
 from qsp.cards import load_card
 from qsp.simulate import STATUS_OK
 
 STUDY = "MajesTEC-1"
+IL6_STUDIES = ("MajesTEC-1", "blinatumomab-Hijazi2018")
 
 
 def trial_means(il6: np.ndarray, p_any: np.ndarray, n: int, trials: int, rng: np.random.Generator) -> np.ndarray:
@@ -93,6 +99,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=11, help="population seed (the fits use 1; default 11)")
     ap.add_argument("--trials", type=int, default=4000, help="virtual trials drawn (default 4000)")
     ap.add_argument("--omega-kil6", default="", help="comma-separated IIV SDs of KIL6 to try besides the fit's")
+    ap.add_argument("--fit-likelihood", action="store_true",
+                    help="also the log-likelihoods of the fit's IL-6 studies on its own virtual patients")
     ap.add_argument("--out", help="CSV of every setting's predicted series (default: printed only)")
     a = ap.parse_args(argv)
     meta = json.loads((Path(a.fit) / "params.json").read_text())
@@ -153,6 +161,15 @@ def main(argv=None):
             r = means[:, j] / obs[j]
             print(f"  trials, peak at day {times[j]:.2f} (observed {obs[j]:.2f}): 5-95% {q05[j]:.2f}-{q95[j]:.2f}, "
                   f"share within 1.5-fold {np.nanmean((r >= 1 / 1.5) & (r <= 1.5)):.3f}")
+    if a.fit_likelihood:
+        own = build_problem(space, targets, patients=meta["patients"], seed=meta["seed"],
+                            studies=[s for s in IL6_STUDIES if s in meta["studies"]],
+                            stratified=meta.get("stratified", False))
+        print(f"\nstudy log-likelihoods on the fit's own {meta['patients']} virtual patients (seed {meta['seed']}):")
+        for st in own.studies:
+            fn = jax.jit(lambda th, st=st: study_log_likelihood(th, own, st)[0])
+            vals = [float(fn({**theta, "class": {**theta["class"], "OMEGA_KIL6": jnp.log(om)}})) for om in omegas]
+            print(f"  {st.study_id}: " + ", ".join(f"{v:.2f} at {om:.3f}" for om, v in zip(omegas, vals)))
     if a.out:
         pd.DataFrame(series).to_csv(a.out, index=False)
 
