@@ -2,10 +2,12 @@
 up front — the expected exit code, one ``error:`` line naming the field with the expected words, no
 traceback, nothing written — within its time bound and 1 GB of memory.
 
-The time bound (``max_seconds``, 10 s by default) is on the process's CPU time (user + system, its threads
-included): the work done before refusing, which another process on the same cores does not inflate (the suite
-runs two test workers side by side, and the corpus two cases at a time). A process that waits instead of
-working would not show there, so its wall time is bounded too, at three times ``max_seconds``.
+The time bound (``max_seconds``, 10 s by default) is on the smaller of the process's CPU time and its wall time.
+CPU time (user + system of the process, its threads and the children it waited for) is the work done before
+refusing, which another process on the same cores does not inflate (the suite runs two test workers side by
+side, and the corpus two cases at a time); wall time is the smaller one where several threads work at once. A
+process that waits instead of working would pass the first, so its wall time is bounded too, at three times
+``max_seconds``.
 
 Each case runs as its own ``python -m qsp`` process (so time, memory, exit code and streams are the real
 ones a user sees); the cases run two at a time in a module fixture and each is then checked by one
@@ -73,7 +75,7 @@ def _run_case(case: dict, base: Path) -> dict:
                for k, f in (("out", proc.stdout), ("err", proc.stderr))]
     for t in readers:
         t.start()
-    _, status, rusage = os.wait4(proc.pid, 0)  # reaps the child and returns its own peak memory and CPU time
+    _, status, rusage = os.wait4(proc.pid, 0)  # reaps the child: its peak memory and CPU time (with its reaped children's)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     for t in readers:
@@ -124,6 +126,6 @@ def test_bad_input_is_refused(case, results):
         assert r["entries"] == [], r["entries"]  # no output folder, no temp folder
     assert not r["files_changed"]
     bound = case.get("max_seconds", 10.0)
-    assert r["cpu"] < bound, (r["cpu"], r["wall"])
+    assert min(r["cpu"], r["wall"]) < bound, (r["cpu"], r["wall"])
     assert r["wall"] < 3 * bound, (r["cpu"], r["wall"])
     assert r["rss"] < MAX_RSS_BYTES, r["rss"]

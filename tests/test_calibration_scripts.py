@@ -119,3 +119,13 @@ def test_il6_sampling_peak_rule_is_per_dose_interval_within_1_5_fold_and_1_day()
     assert mod.peaks_within(obs, miss, times, windows) == [False, False]
     late = np.array([1.0, 4.0, 2.0, 1.0, 1.0, 1.0, 2.0, 9.0])  # the burst after the next dose: this interval's max is 2
     assert mod.peaks_within(obs, late, times, windows)[1] is False
+
+
+def test_il6_sampling_per_dose_selection_starts_the_next_interval_with_the_lower_of_a_pair():
+    mod = _script("il6_mean_sampling")
+    dose_t = np.array([0.0, 3.0, 6.0, 13.0])
+    # pairs just before day 3 and just after day 6 (as in the targets), an equal pair, a pair far from a dose
+    times = np.array([2.0, 2.99, 2.99, 3.1, 6.02, 6.02, 13.0, 13.0, 9.0, 9.0])
+    obs = np.array([4.7, 5.01, 3.81, 2.8, 8.5, 3.7, 4.2, 4.2, 5.0, 6.0])
+    dose_no = np.array([1, 1, 1, 2, 3, 3, 4, 4, 3, 3])
+    assert list(mod.interval_of_points(times, obs, dose_no, dose_t)) == [1, 1, 2, 2, 2, 3, 4, 4, 3, 3]
