@@ -6,8 +6,9 @@ sets ``QSP_CALIBRATED=none`` unless the caller set it. Tests of the calibrated s
 
 One persistent JAX compilation cache per test session, in a fresh temporary folder removed at the end (unless
 the caller set ``QSP_COMPILE_CACHE``): the many CLI subprocesses that compile the same programs load them
-instead, and so do the two pytest-xdist workers (``addopts`` in ``pyproject.toml``; the controller process
-makes the folder and the workers inherit its environment) (measured: a 20-patient ``qsp simulate --drug teclistamab`` 48 s the first time, 28 s from the cache).
+instead (measured: a 20-patient ``qsp simulate --drug teclistamab`` 48 s the first time, 28 s from the cache),
+and so do the two pytest-xdist workers (``addopts`` in ``pyproject.toml``; the controller process makes the
+folder and the workers inherit its environment).
 ``EQX_ON_ERROR=nan`` turns equinox's runtime checks into NaN results instead of host callbacks, which would make
 a program uncacheable; the engine reads failed solves from the solver status, not from exceptions.
 """
