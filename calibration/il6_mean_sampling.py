@@ -119,6 +119,14 @@ def main(argv=None):
                     help="also the log-likelihoods of the fit's IL-6 studies on its own virtual patients")
     ap.add_argument("--out", help="CSV of every setting's predicted series (default: printed only)")
     a = ap.parse_args(argv)
+    try:
+        extra = [float(v) for v in a.omega_kil6.split(",") if v.strip()]
+    except ValueError:
+        ap.error(f"--omega-kil6: {a.omega_kil6!r} must be comma-separated positive numbers")
+    if any(not v > 0 for v in extra):
+        ap.error(f"--omega-kil6: {a.omega_kil6!r} must be comma-separated positive numbers")
+    if a.patients < 2 or a.trials < 1:
+        ap.error("--patients must be at least 2 and --trials at least 1")
     meta = json.loads((Path(a.fit) / "params.json").read_text())
     if "teclistamab" not in meta["drugs"]:
         raise SystemExit(f"error: the fit in {a.fit} has no teclistamab")
@@ -145,7 +153,7 @@ def main(argv=None):
     windows = peak_windows(times, np.asarray(sim.dose_t))
     n = int(targets.studies.set_index("study_id").loc[STUDY, "n"])
     fitted = float(np.exp(theta["class"]["OMEGA_KIL6"]))
-    omegas = [fitted] + [float(v) for v in a.omega_kil6.split(",") if v.strip()]
+    omegas = [fitted] + extra
     print(f"{STUDY} at the MAP of {a.fit}: {a.patients} virtual patients (seed {a.seed}), {a.trials} virtual "
           f"trials of N = {n}; the fit's OMEGA_KIL6 = {fitted:.3f}")
     print("observed:", " ".join(f"{v:.2f}" for v in obs))
