@@ -19,6 +19,7 @@ its targets, from the fit; the written targets.csv still predicts them (the held
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -37,6 +38,7 @@ from qsp.calibrate.likelihood import build_problem, predict
 from qsp.calibrate.space import ParameterSpace
 from qsp.calibrate.targets import load_targets
 from qsp.cards import load_card
+from qsp.errors import InputError
 
 CLASS = ("KIL6", "IL6_T_GAIN", "TPT50", "HILL", "KSEC", "KREC", "MONO_EC50", "IL6_MONO_MAX", "CRS_THETA1", "CRS_BETA",
          "CRS_X50", "CRS_TOL", "CRS_DELTA2", "CRS_DELTA3")
@@ -116,6 +118,9 @@ def main(argv=None):
                          "unconstrained scale, as P=SD,... (default: " +
                          ",".join(f"{k}={v:g}" for k, v in DEVIATIONS.items()) +
                          " for those of them in --class-params; 'none' for no deviations)")
+    ap.add_argument("--targets", default=None,
+                    help="a folder of target tables to fit instead of the shipped data/targets/ (e.g. the copy "
+                         "written by calibration/per_dose_il6_targets.py); recorded in params.json")
     ap.add_argument("--out", default="calibration/fits/map")
     ap.add_argument("--calibrated", default=None,
                     help="where to write the calibrated parameter set (default: data/calibrated/tce_map.json for the "
@@ -138,7 +143,10 @@ def main(argv=None):
                 ap.error(f"--deviations: {item!r} must be P=SD with P one of --class-params and SD > 0")
             devs[k.strip()] = sd
     space = ParameterSpace(models, class_params=cls + iiv, drug_params=drg, deviations=devs)
-    targets = load_targets()
+    try:  # a malformed table is refused here, before any work, naming file, row and field
+        targets = load_targets(a.targets)
+    except InputError as e:
+        ap.error(f"--targets: {e}")
     fit_targets = _leave_out(targets, a.leave_out) if a.leave_out else targets
     t0 = time.time()
     stratified = a.population == "stratified"
@@ -157,8 +165,12 @@ def main(argv=None):
                   progress=lambda i, n, v: print(f"MAP start {i}/{n}: -log posterior {v:.2f} "
                                                  f"({time.time() - t0:.0f} s)", flush=True))
     files = write_fit(fit, a.out)
+    if a.targets:  # which tables the fit saw
+        meta_file = Path(a.out) / "params.json"
+        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "targets": str(a.targets)}, indent=2)
+                             + "\n")
     shipped_setup = (not a.leave_out and cls == CLASS and drg == DRUG and tuple(drugs) == DEFAULT_DRUGS
-                     and devs == DEVIATIONS)
+                     and devs == DEVIATIONS and a.targets is None)
     # only the full fit with the shipped settings replaces data/calibrated/tce_map.json (the joint MAP with its Laplace
     # approximation; the default file, tce_posterior.json, is shipped from a NUTS job by ship_posterior.py)
     ship = a.calibrated or ("data/calibrated/tce_map.json" if shipped_setup else "none")

@@ -5,18 +5,27 @@ runs several of these processes side by side).
 
 Exit code 0 when every cell ran; 1 with the error on stderr otherwise (the executed copy, with the error output,
 is written either way).
+
+The kernel talks over IPC (Unix sockets in a private temporary folder), not TCP: with TCP each kernel picks free
+ports, releases them and binds them again, and a kernel or server started at the same instant by a neighbouring
+process can take one in between ("Address already in use", seen once on CI with two notebooks starting together).
 """
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 
 def main(src: str, dst: str, workdir: str) -> int:
     nb = nbformat.read(src, as_version=4)
-    client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": workdir}})
+    sockets = tempfile.mkdtemp(prefix="qsp-kernel-")  # short: a Unix socket path is limited to ~100 characters
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{sockets}/k")
+    client = NotebookClient(nb, km=km, timeout=900, kernel_name="python3", resources={"metadata": {"path": workdir}})
     rc = 0
     try:
         client.execute()
@@ -25,6 +34,7 @@ def main(src: str, dst: str, workdir: str) -> int:
         rc = 1
     finally:
         nbformat.write(nb, dst)
+        shutil.rmtree(sockets, ignore_errors=True)
     return rc
 
 

@@ -56,6 +56,39 @@ def test_targets_and_predictions(problem):
     assert 0.0 < sm.predicted["crs_onset_h"] < 7 * 24.0
 
 
+def test_per_dose_selection_weighs_each_point_by_crs_after_its_dose(problem, tmp_path):
+    """Selection ``crs_after_dose_before_tocilizumab``: the mean at a point of dose interval k is over the virtual
+    patients weighted by their probability of CRS after dose k; the any-CRS selection weighs them all alike by
+    their probability of any CRS, so the two differ."""
+    import importlib.util
+
+    from conftest import ROOT
+    from qsp.calibrate.likelihood import PER_DOSE, simulate_study
+
+    spec = importlib.util.spec_from_file_location("pd", ROOT / "calibration" / "per_dose_il6_targets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main([str(tmp_path / "t")])
+    pd_problem = build_problem(problem.space, load_targets(tmp_path / "t"), patients=8, seed=3)
+    sim = pd_problem.studies[0]
+    g = next(g for g in sim.tc_groups if g["selection"] == PER_DOSE)
+    pair = np.flatnonzero(np.isclose(g["times"], 2.989583))
+    assert sorted(zip(g["obs"][pair], g["dose_idx"][pair])) == [(3.81, 1), (5.01, 0)]
+    theta = problem.space.init()
+    outs, status, crs = simulate_study(theta, pd_problem, sim)
+    assert np.all(np.asarray(status) == 0)
+    x = np.asarray(outs["il6_pg_per_ml"])[:, g["t_idx"]]
+    p = np.nan_to_num(np.asarray(crs["p_any"]))[:, g["dose_idx"]]
+    expected = (p * x).sum(0) / p.sum(0)
+    df = predict(theta, pd_problem)
+    got = df[df.target == g["label"]].predicted.to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    p_all = 1.0 - np.prod(1.0 - np.nan_to_num(np.asarray(crs["p_any"])), axis=1)
+    any_crs = (p_all @ x) / p_all.sum()
+    assert np.max(np.abs(got / any_crs - 1.0)) > 1e-3
+    assert got[pair[0]] != got[pair[1]]  # one time, two dose intervals: two means
+
+
 def test_first_crs_at_later_doses_counts_patients_without_earlier_crs(problem):
     """MajesTEC-1's "4+" row is the first CRS event at a later dose (at_risk first_crs_after_dose): per patient
     ``prod_{j<4} (1 - p_j) (1 - prod_{j=4..6} (1 - p_j))``, not the mean per-dose probability."""

@@ -129,3 +129,26 @@ def test_il6_sampling_per_dose_selection_starts_the_next_interval_with_the_lower
     obs = np.array([4.7, 5.01, 3.81, 2.8, 8.5, 3.7, 4.2, 4.2, 5.0, 6.0])
     dose_no = np.array([1, 1, 1, 2, 3, 3, 4, 4, 3, 3])
     assert list(mod.interval_of_points(times, obs, dose_no, dose_t)) == [1, 1, 2, 2, 2, 3, 4, 4, 3, 3]
+
+
+def test_per_dose_targets_copy_switches_only_the_majestec_il6_mean(tmp_path, capsys):
+    """The copy differs from the shipped tables only in the MajesTEC-1 IL-6 mean rows: their selection, and the
+    dose interval of the two same-time pairs (the higher value of each ends the interval before the dose)."""
+    from qsp.calibrate import load_targets
+    from qsp.calibrate.likelihood import PER_DOSE
+
+    out = tmp_path / "targets"
+    assert _script("per_dose_il6_targets").main([str(out)]) == 0
+    assert "dose_no changed at day 2.99 (3.81 pg/mL -> dose 2), day 6.02 (8.50 pg/mL -> dose 2)" in capsys.readouterr().out
+    ship, copy = load_targets(), load_targets(out)
+    for name in ("studies", "crs_incidence", "summaries"):
+        pd.testing.assert_frame_equal(getattr(ship, name), getattr(copy, name))
+    a, b = ship.timecourses, copy.timecourses
+    m = ((a.study_id == "MajesTEC-1") & (a.quantity == "il6_pg_per_ml")).to_numpy()
+    assert m.sum() == 24 and set(b.selection[m]) == {PER_DOSE} and set(a.selection[m]) != {PER_DOSE}
+    pd.testing.assert_frame_equal(a[~m], b[~m])
+    moved = (a.dose_no.astype(int) != b.dose_no.astype(int)).to_numpy()
+    assert sorted(zip(a.value[moved], a.dose_no[moved].astype(int), b.dose_no[moved].astype(int))) == [
+        (3.81, 1, 2), (8.5, 3, 2)]
+    with pytest.raises(SystemExit):  # never over an existing set of tables
+        _script("per_dose_il6_targets").main([str(out)])

@@ -22,7 +22,9 @@ Terms (each target row of :mod:`qsp.calibrate.targets`):
   ``band_lower``/``band_upper`` (5th/95th percentiles, the stated reading of an unlabelled band) over the
   patients at the row's time; selection ``all`` weighs every patient alike, ``crs_patients_before_tocilizumab``
   weighs patient i by its probability of at least one CRS event (the MajesTEC-1 IL-6 mean is over
-  patients with CRS; dropping values after tocilizumab is not modelled).
+  patients with CRS; dropping values after tocilizumab is not modelled); ``crs_after_dose_before_tocilizumab``
+  weighs it, at a point with ``dose_no`` k, by its probability ``p_ik`` of CRS after dose k (one set of patients
+  per dose interval: ``sum_i p_ik x_i(t) / sum_i p_ik``).
 - **Individual values** (``individual_peak``, e.g. the blinatumomab patients' IL-6 peaks): each observed
   patient is one draw from the population, so each adds the log density of its value under the predicted
   between-patient distribution, taken log-normal with the virtual patients' mean ``mu`` and SD ``s`` of the
@@ -88,6 +90,7 @@ LATER_DOSES = 3
 FAILURE_PENALTY = 10.0
 FOLLOW_UP_DAYS = 7.0
 P_CLIP = 1e-6
+PER_DOSE = "crs_after_dose_before_tocilizumab"  # the per-dose-interval selection of a time-course mean
 SEG_POINTS = 24
 BAND_Q = {"band_lower": 0.05, "band_upper": 0.95, "p05": 0.05, "p95": 0.95}
 SUMMARY_REGIMEN_DAYS = 400.0  # how far the label regimen is expanded to number doses for summary rows
@@ -298,14 +301,25 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
         if stat not in ("mean", "median", "individual_peak") and stat not in BAND_Q:
             skipped.append((f"{st.study_id} {stat} {q}", f"statistic {stat} not in the likelihood"))
             continue
-        if sel not in ("all", "crs_patients_before_tocilizumab", "individual"):
+        if sel not in ("all", "crs_patients_before_tocilizumab", PER_DOSE, "individual"):
             skipped.append((f"{st.study_id} {stat} {q}", f"selection {sel} not in the likelihood"))
             continue
+        dose_idx = None
+        if sel == PER_DOSE:  # each point's dose interval: the CRS column its patients are weighted by
+            dose_idx = pd.to_numeric(g.dose_no).to_numpy(int) - 1
+            late = dose_idx >= int(np.sum(dose_t <= ts[-1]))
+            if late.any():
+                skipped.append((f"{st.study_id} {stat} {q}", f"{int(late.sum())} points after doses beyond the "
+                                                             f"simulated horizon"))
+                g, dose_idx = g[~late], dose_idx[~late]
+            if not len(g):
+                continue
         needed.add(q)
         t_idx = sumr.nearest(ts, g.time_day.to_numpy(float))
         sim.tc_groups.append({"label": f"{st.study_id} {stat} {q} ({sel})", "quantity": q, "statistic": stat,
                               "selection": sel, "t_idx": t_idx, "times": g.time_day.to_numpy(float),
-                              "obs": g.value.to_numpy(float), "sigma": g.sigma.to_numpy(float)})
+                              "obs": g.value.to_numpy(float), "sigma": g.sigma.to_numpy(float),
+                              "dose_idx": dose_idx})
     sumr.attach_grid(rows, ts, dose_t, overall_idx, horizon, inf_end)
     sim.sum_rows = rows
     sim.out_names = tuple(sorted(needed))
@@ -475,7 +489,10 @@ def study_predictions(theta, problem: Problem, sim: StudySim, mechanism: dict | 
             continue
         pred["tc_spread"].append(jnp.zeros(2))
         xt = x[:, g["t_idx"]]
-        if g["statistic"] == "mean":
+        if g["statistic"] == "mean" and g["selection"] == PER_DOSE:  # (N, points): CRS after each point's dose
+            w = okf[:, None] * safe["p_any"][:, g["dose_idx"]]
+            pred["tc"].append(jnp.sum(xt * w, axis=0) / jnp.maximum(jnp.sum(w, axis=0), 1e-12))
+        elif g["statistic"] == "mean":
             w = okf * p_any_all if g["selection"] == "crs_patients_before_tocilizumab" else okf
             pred["tc"].append(_weighted_mean(xt, w))
         else:

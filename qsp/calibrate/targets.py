@@ -88,14 +88,17 @@ Allowed values (closed vocabularies; the constants of this module):
   (``h``, from the most recent dose), ``ada_incidence_pct`` (``%``); ``statistic``: ``mean``, ``sd``,
   ``cv_pct``, ``median``, ``geometric_mean``, ``typical`` (statistic not stated), ``incidence`` (ADA only);
   ``error_model``: ``lognormal``, ``normal``, ``binomial``, ``interval``, ``upper_bound``;
-- ``selection``: ``all``, ``crs_patients``, ``crs_patients_before_tocilizumab``, ``individual``.
+- ``selection``: ``all``, ``crs_patients``, ``crs_patients_before_tocilizumab``,
+  ``crs_after_dose_before_tocilizumab``, ``individual``.
 
 Selection rules (:data:`SELECTIONS`; a prediction must apply the same selection to virtual patients):
 ``all`` all treated (or sampled) patients; ``crs_patients`` over patients/events with CRS (median onset);
 ``crs_patients_before_tocilizumab`` the MajesTEC-1 IL-6 mean: over patients who had CRS, values after
 tocilizumab excluded -- compare with the mean over virtual patients weighted by their probability of CRS,
-not the population mean; ``individual`` individual patients' values (blinatumomab IL-6 peaks): compare the
-distribution, not a mean.
+not the population mean; ``crs_after_dose_before_tocilizumab`` the same per dose interval: a point with
+``dose_no`` k is a mean over the patients who had CRS after dose k (the virtual patients weighted by their
+probability of CRS after dose k; a mean only, ``dose_no`` required); ``individual`` individual patients' values
+(blinatumomab IL-6 peaks): compare the distribution, not a mean.
 
 Every row of every table is checked; each error names the file, the data row (1-based, header not
 counted; the file line too), the field and the allowed values. Duplicate rows (same key) and unknown
@@ -141,6 +144,9 @@ SELECTIONS = {
     "crs_patients": "patients (or events) with CRS",
     "crs_patients_before_tocilizumab": "patients who had CRS, values after tocilizumab excluded: compare with the "
                                        "CRS-probability-weighted mean over virtual patients",
+    "crs_after_dose_before_tocilizumab": "patients who had CRS after the row's dose (dose_no: one set of patients "
+                                         "per dose interval), values after tocilizumab excluded: compare with the "
+                                         "mean weighted by each virtual patient's probability of CRS after that dose",
     "individual": "individual patients' values: compare the distribution",
 }
 TIMECOURSE_QUANTITIES = {"conc_ug_per_ml": "ug/mL", "il6_pg_per_ml": "pg/mL", "blood_t_cells_per_ul": "cells/uL"}
@@ -466,7 +472,9 @@ def _check_timecourses(file: str, recs: list[dict], studies: dict, errors: _Erro
         q = r.choice("quantity", list(TIMECOURSE_QUANTITIES))
         stat = r.choice("statistic", TIMECOURSE_STATISTICS)
         r.number("time_day", required=True, ge=0, rule="model clock: days since the first dose")
-        r.integer("dose_no", ge=1)
+        per_dose = r.raw("selection") == "crs_after_dose_before_tocilizumab"
+        r.integer("dose_no", ge=1, required=per_dose,
+                  rule="the dose whose CRS patients the mean is over" if per_dose else "")
         r.number("value", required=True, gt=0, rule="lognormal data")
         unit = r.text("unit", required=True)
         if q and unit and unit != TIMECOURSE_QUANTITIES[q]:
@@ -477,6 +485,8 @@ def _check_timecourses(file: str, recs: list[dict], studies: dict, errors: _Erro
         if stat and sel and (stat == "individual_peak") != (sel == "individual"):
             r.err("selection", f"statistic {stat!r} and selection {sel!r} do not fit together "
                                "(individual_peak goes with individual)")
+        if per_dose and stat and stat != "mean":
+            r.err("selection", f"selection {sel!r} is a per-dose mean; statistic {stat!r} does not fit it", ["mean"])
         r.integer("source_row", ge=1)
         r.text("source", required=True)
 
