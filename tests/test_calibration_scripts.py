@@ -152,3 +152,29 @@ def test_per_dose_targets_copy_switches_only_the_majestec_il6_mean(tmp_path, cap
         (3.81, 1, 2), (8.5, 3, 2)]
     with pytest.raises(SystemExit):  # never over an existing set of tables
         _script("per_dose_il6_targets").main([str(out)])
+
+
+def test_signal_chain_rise_per_dose_window():
+    mod = _script("signal_chain")
+    t = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+    s = np.array([0.0, 0.2, 0.3, 0.25, 0.6, 0.5])
+    assert mod.per_dose_rise(t, s, [0.0, 1.5]) == [(0.0, 0.3, 0.3), (0.25, 0.6, pytest.approx(0.35))]
+
+
+def test_signal_chain_prints_the_typical_patient_of_a_fit(calibrated_fit, tmp_path, capsys):
+    import re
+
+    from qsp.calibrate.fit import write_fit
+
+    fit, _ = calibrated_fit
+    write_fit(fit, tmp_path / "fit")
+    mod = _script("signal_chain")
+    assert mod.main(["--fit", str(tmp_path / "fit"), "--days", "0,3,6.5", "--horizon", "8"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"dose (\d) \(day ([\d.]+)\): S ([\d.]+) -> ([\d.]+) \(\+([\d.]+)\)", out)
+    assert [int(r[0]) for r in rows] == [1, 2, 3]  # teclistamab: two step-up doses and the first treatment dose
+    for _, _, s0, s1, ds in rows:
+        assert float(ds) == pytest.approx(float(s1) - float(s0), abs=2e-3) and float(ds) >= 0
+    assert float(rows[0][2]) == 0.0 and float(rows[0][4]) > 0  # no signal before the first dose
+    with pytest.raises(SystemExit):
+        mod.main(["--fit", str(tmp_path / "fit"), "--drug", "blinatumomab"])  # not a drug of this fit
