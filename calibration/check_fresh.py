@@ -57,7 +57,7 @@ def main(argv=None):
     theta = unravel(jnp.asarray(np.asarray(meta["x"], float)))
     studies = [s.strip() for s in a.studies.split(",") if s.strip()] or None
     t0 = time.time()
-    problem = build_problem(space, load_targets(), patients=a.patients, seed=a.seed, studies=studies,
+    problem = build_problem(space, load_targets(meta.get("targets")), patients=a.patients, seed=a.seed, studies=studies,
                             stratified=a.stratified)
     fresh = predict(theta, problem, threads=a.threads)
     own = pd.read_csv(fit_dir / "targets.csv")

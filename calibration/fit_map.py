@@ -121,11 +121,16 @@ def main(argv=None):
     ap.add_argument("--targets", default=None,
                     help="a folder of target tables to fit instead of the shipped data/targets/ (e.g. the copy "
                          "written by calibration/per_dose_il6_targets.py); recorded in params.json")
-    ap.add_argument("--out", default="calibration/fits/map")
+    ap.add_argument("--out", default=None,
+                    help="the fit folder to write (default calibration/fits/map, the shipped fit's; required with "
+                         "--targets)")
     ap.add_argument("--calibrated", default=None,
                     help="where to write the calibrated parameter set (default: data/calibrated/tce_map.json for the "
                          "full fit with the default drugs and parameters, else none; 'none' to skip)")
     a = ap.parse_args(argv)
+    if a.targets is not None and a.out is None:
+        ap.error("--targets needs --out: a fit on other tables must not replace the shipped fit's folder")
+    a.out = a.out or "calibration/fits/map"
     drugs = [d.strip() for d in a.drugs.split(",") if d.strip()]
     models = {d: load_card(d).model() for d in drugs}
     iiv = () if a.iiv.strip().lower() == "none" else tuple(k.strip() for k in a.iiv.split(",") if k.strip())
@@ -167,7 +172,7 @@ def main(argv=None):
     files = write_fit(fit, a.out)
     if a.targets:  # which tables the fit saw
         meta_file = Path(a.out) / "params.json"
-        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "targets": str(a.targets)}, indent=2)
+        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "targets": str(Path(a.targets).resolve())}, indent=2)
                              + "\n")
     shipped_setup = (not a.leave_out and cls == CLASS and drg == DRUG and tuple(drugs) == DEFAULT_DRUGS
                      and devs == DEVIATIONS and a.targets is None)

@@ -139,7 +139,7 @@ def main(argv=None):
     theta = unravel(jnp.asarray(np.asarray(meta["x"], float)))
     if "OMEGA_KIL6" not in theta["class"]:
         raise SystemExit(f"error: the fit in {a.fit} does not fit OMEGA_KIL6")
-    targets = load_targets()
+    targets = load_targets(meta.get("targets"))  # the tables the fit saw (fit_map.py --targets)
     problem = build_problem(space, targets, patients=a.patients, seed=a.seed, studies=[STUDY], stratified=True)
     sim = problem.studies[0]
     group = next(g for g in sim.tc_groups if g["quantity"] == "il6_pg_per_ml")

@@ -38,7 +38,8 @@ def main(argv=None):
     d = json.loads(path.read_text())
     space = ParameterSpace({k: load_card(k).model() for k in d["drugs"]}, class_params=tuple(d["class_params"]),
                            drug_params=tuple(d["drug_params"]), deviations=d["deviations"])
-    prob = lk.build_problem(space, load_targets(), patients=d["patients"], seed=d["seed"], stratified=d["stratified"])
+    prob = lk.build_problem(space, load_targets(d.get("targets")), patients=d["patients"], seed=d["seed"],
+                              stratified=d["stratified"])
     x = jnp.asarray(d["x"])
     _, x0, unravel = lk.neg_log_posterior_flat(prob)
     if x0.size != x.size:

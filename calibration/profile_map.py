@@ -70,7 +70,7 @@ def main(argv=None):
     why = structure_mismatch(space, meta)
     if why:
         sys.exit(f"error: {why}")
-    targets = load_targets()
+    targets = load_targets(meta.get("targets"))  # the tables the fit saw (fit_map.py --targets)
     if a.leave_out:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from fit_map import _leave_out

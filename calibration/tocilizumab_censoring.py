@@ -49,8 +49,8 @@ def main(argv=None):
         raise SystemExit(f"error: {why}")
     _, unravel = space.flatten(space.init())
     theta = unravel(jnp.asarray(np.asarray(meta["x"], float)))
-    problem = build_problem(space, load_targets(), patients=meta["patients"], seed=meta["seed"], studies=[STUDY],
-                            stratified=meta.get("stratified", False))
+    problem = build_problem(space, load_targets(meta.get("targets")), patients=meta["patients"], seed=meta["seed"],
+                            studies=[STUDY], stratified=meta.get("stratified", False))
     sim = problem.studies[0]
     outs, status, crs = simulate_study(theta, problem, sim)
     ok = np.asarray(status == STATUS_OK, float)

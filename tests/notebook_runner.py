@@ -17,15 +17,18 @@ import sys
 import tempfile
 
 import nbformat
-from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 
 def main(src: str, dst: str, workdir: str) -> int:
     nb = nbformat.read(src, as_version=4)
     sockets = tempfile.mkdtemp(prefix="qsp-kernel-")  # short: a Unix socket path is limited to ~100 characters
-    km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{sockets}/k")
-    client = NotebookClient(nb, km=km, timeout=900, kernel_name="python3", resources={"metadata": {"path": workdir}})
+    # configured, not passed in: the client then makes its own (asynchronous) kernel manager, so its cell timeout
+    # and dead-kernel checks work and it shuts the kernel down when it is done
+    cfg = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/k"}})
+    client = NotebookClient(nb, timeout=900, kernel_name="python3", config=cfg,
+                            resources={"metadata": {"path": workdir}})
     rc = 0
     try:
         client.execute()

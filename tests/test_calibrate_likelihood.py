@@ -89,6 +89,26 @@ def test_per_dose_selection_weighs_each_point_by_crs_after_its_dose(problem, tmp
     assert got[pair[0]] != got[pair[1]]  # one time, two dose intervals: two means
 
 
+def test_per_dose_point_outside_its_dose_interval_is_refused(problem, tmp_path):
+    """A per-dose point whose dose_no does not fit its time (dose 4 on day 3) is refused when the problem is built,
+    naming the study, the point and the interval; a point at a dose's time may close the interval before it."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("pd", ROOT / "calibration" / "per_dose_il6_targets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main([str(tmp_path / "t")])
+    tc = pd.read_csv(tmp_path / "t" / "timecourses.csv", dtype=str, keep_default_na=False)
+    row = (tc.study_id == "MajesTEC-1") & (tc.quantity == "il6_pg_per_ml") & (tc.time_day == "3.061667")
+    assert row.sum() == 1
+    tc.loc[row, "dose_no"] = "4"
+    tc.to_csv(tmp_path / "t" / "timecourses.csv", index=False)
+    with pytest.raises(InputError, match=r"MajesTEC-1: .*day 3.06167: dose_no 4 is the interval from day 13"):
+        build_problem(problem.space, load_targets(tmp_path / "t"), patients=8, seed=3, studies=["MajesTEC-1"])
+
+
 def test_first_crs_at_later_doses_counts_patients_without_earlier_crs(problem):
     """MajesTEC-1's "4+" row is the first CRS event at a later dose (at_risk first_crs_after_dose): per patient
     ``prod_{j<4} (1 - p_j) (1 - prod_{j=4..6} (1 - p_j))``, not the mean per-dose probability."""

@@ -139,7 +139,8 @@ def test_per_dose_targets_copy_switches_only_the_majestec_il6_mean(tmp_path, cap
 
     out = tmp_path / "targets"
     assert _script("per_dose_il6_targets").main([str(out)]) == 0
-    assert "dose_no changed at day 2.99 (3.81 pg/mL -> dose 2), day 6.02 (8.50 pg/mL -> dose 2)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "dose_no changed at day 2.99 (3.81 pg/mL -> dose 2), day 6.02 (8.50 pg/mL -> dose 2)" in printed
     ship, copy = load_targets(), load_targets(out)
     for name in ("studies", "crs_incidence", "summaries"):
         pd.testing.assert_frame_equal(getattr(ship, name), getattr(copy, name))
@@ -178,3 +179,17 @@ def test_signal_chain_prints_the_typical_patient_of_a_fit(calibrated_fit, tmp_pa
     assert float(rows[0][2]) == 0.0 and float(rows[0][4]) > 0  # no signal before the first dose
     with pytest.raises(SystemExit):
         mod.main(["--fit", str(tmp_path / "fit"), "--drug", "blinatumomab"])  # not a drug of this fit
+
+
+def test_fit_map_on_other_targets_needs_its_own_folder_and_refuses_bad_tables(tmp_path, capsys):
+    """``--targets`` without ``--out`` would overwrite the shipped fit's folder; a malformed folder is refused
+    (argparse error naming the problem) before anything is compiled."""
+    fit_map = _script("fit_map")
+    with pytest.raises(SystemExit):
+        fit_map.main(["--targets", str(tmp_path)])
+    assert "--targets needs --out" in capsys.readouterr().err
+    (tmp_path / "studies.csv").write_text("study_id,drug\nS1,nodrug\n")
+    with pytest.raises(SystemExit):
+        fit_map.main(["--targets", str(tmp_path), "--out", str(tmp_path / "fit")])
+    err = capsys.readouterr().err
+    assert "--targets:" in err and "studies.csv" in err and not (tmp_path / "fit").exists()

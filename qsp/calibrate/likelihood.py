@@ -24,7 +24,8 @@ Terms (each target row of :mod:`qsp.calibrate.targets`):
   weighs patient i by its probability of at least one CRS event (the MajesTEC-1 IL-6 mean is over
   patients with CRS; dropping values after tocilizumab is not modelled); ``crs_after_dose_before_tocilizumab``
   weighs it, at a point with ``dose_no`` k, by its probability ``p_ik`` of CRS after dose k (one set of patients
-  per dose interval: ``sum_i p_ik x_i(t) / sum_i p_ik``).
+  per dose interval: ``sum_i p_ik x_i(t) / sum_i p_ik``; a point must lie in dose k's interval, within
+  :data:`INTERVAL_TOL_DAY`, or the problem is refused).
 - **Individual values** (``individual_peak``, e.g. the blinatumomab patients' IL-6 peaks): each observed
   patient is one draw from the population, so each adds the log density of its value under the predicted
   between-patient distribution, taken log-normal with the virtual patients' mean ``mu`` and SD ``s`` of the
@@ -91,6 +92,7 @@ FAILURE_PENALTY = 10.0
 FOLLOW_UP_DAYS = 7.0
 P_CLIP = 1e-6
 PER_DOSE = "crs_after_dose_before_tocilizumab"  # the per-dose-interval selection of a time-course mean
+INTERVAL_TOL_DAY = 0.1  # how far a per-dose point may lie outside its dose's interval (digitized times)
 SEG_POINTS = 24
 BAND_Q = {"band_lower": 0.05, "band_upper": 0.95, "p05": 0.05, "p95": 0.95}
 SUMMARY_REGIMEN_DAYS = 400.0  # how far the label regimen is expanded to number doses for summary rows
@@ -307,6 +309,7 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
         dose_idx = None
         if sel == PER_DOSE:  # each point's dose interval: the CRS column its patients are weighted by
             dose_idx = pd.to_numeric(g.dose_no).to_numpy(int) - 1
+            _check_intervals(st.study_id, g.time_day.to_numpy(float), dose_idx, dose_t)
             late = dose_idx >= int(np.sum(dose_t <= ts[-1]))
             if late.any():
                 skipped.append((f"{st.study_id} {stat} {q}", f"{int(late.sum())} points after doses beyond the "
@@ -324,6 +327,24 @@ def _build_study(space, st, crs: pd.DataFrame, tc: pd.DataFrame, sm: pd.DataFram
     sim.sum_rows = rows
     sim.out_names = tuple(sorted(needed))
     return sim
+
+
+def _check_intervals(study: str, times: np.ndarray, dose_idx: np.ndarray, dose_t: np.ndarray) -> None:
+    """A per-dose point must lie in its dose's interval ``[t_k, t_k+1)``, within :data:`INTERVAL_TOL_DAY` at
+    either end (a point at a dose's time may close the interval before it): a ``dose_no`` that does not fit its
+    time is refused, naming the study, the point and the interval."""
+    bad = []
+    for t, k in zip(times, dose_idx):
+        if k < 0 or k >= dose_t.size:
+            bad.append(f"day {t:g}: dose_no {k + 1} is not a dose of the regimen (1..{dose_t.size})")
+            continue
+        end = dose_t[k + 1] if k + 1 < dose_t.size else np.inf
+        if not (dose_t[k] - INTERVAL_TOL_DAY <= t < end + INTERVAL_TOL_DAY):
+            bad.append(f"day {t:g}: dose_no {k + 1} is the interval from day {dose_t[k]:g} to "
+                       f"{'the end' if np.isinf(end) else f'day {end:g}'}")
+    if bad:
+        raise InputError(f"{study}: time-course points with selection {PER_DOSE} outside their dose's interval "
+                         f"(tolerance {INTERVAL_TOL_DAY:g} day): " + "; ".join(bad), field="dose_no")
 
 
 # --------------------------------------------------------------------------------------------------
