@@ -32,8 +32,10 @@ from pathlib import Path
 os.environ.setdefault("QSP_COMPILE_CACHE", str(Path(__file__).resolve().parent / ".jax_cache"))
 os.environ.setdefault("EQX_ON_ERROR", "nan")
 
+import numpy as np  # noqa: E402
+
 from qsp.calibrate.export import write_calibrated  # imported up front: a fit runs for an hour or more, and a
-from qsp.calibrate.fit import _within, run_map, write_fit  # module imported at its end could have changed on disk
+from qsp.calibrate.fit import _within, run_map, warm_start, write_fit  # module imported at its end could have changed on disk
 from qsp.calibrate.likelihood import build_problem, predict
 from qsp.calibrate.space import ParameterSpace
 from qsp.calibrate.targets import load_targets
@@ -127,6 +129,9 @@ def main(argv=None):
     ap.add_argument("--calibrated", default=None,
                     help="where to write the calibrated parameter set (default: data/calibrated/tce_map.json for the "
                          "full fit with the default drugs and parameters, else none; 'none' to skip)")
+    ap.add_argument("--init", default=None,
+                    help="warm start: a fit folder whose params.json MAP (x by name) starts the first L-BFGS run; "
+                         "entries it lacks start at the prior centre")
     a = ap.parse_args(argv)
     if a.targets is not None and a.out is None:
         ap.error("--targets needs --out: a fit on other tables must not replace the shipped fit's folder")
@@ -148,6 +153,22 @@ def main(argv=None):
                 ap.error(f"--deviations: {item!r} must be P=SD with P one of --class-params and SD > 0")
             devs[k.strip()] = sd
     space = ParameterSpace(models, class_params=cls + iiv, drug_params=drg, deviations=devs)
+    init = None
+    if a.init:  # refused before any work: not a fit folder, mismatched names and values, nothing shared
+        try:
+            im = json.loads((Path(a.init) / "params.json").read_text())
+            names, xs = list(im["names"]), [float(v) for v in im["x"]]
+            if len(names) != len(xs):
+                raise ValueError(f"{len(names)} names but {len(xs)} values")
+            init = dict(zip(names, xs))
+            unused = warm_start(space.names(), np.zeros(len(space.names())), init)[1]
+        except (OSError, ValueError, KeyError, TypeError, InputError) as e:
+            ap.error(f"--init {a.init}: not a fit folder with a readable params.json (names, x): {e}")
+        shared = len(init) - len(unused)
+        if shared == 0:
+            ap.error(f"--init {a.init}: shares no parameter with this fit (its names: {', '.join(names[:5])} ...)")
+        print(f"warm start from {a.init}: {shared} of {len(space.names())} entries"
+              + (f"; not in this fit: {', '.join(unused)}" if unused else ""), flush=True)
     try:  # a malformed table is refused here, before any work, naming file, row and field
         targets = load_targets(a.targets)
     except InputError as e:
@@ -163,17 +184,21 @@ def main(argv=None):
             print(f"  evaluation {n}: -log posterior {v:.2f} ({s:.0f} s in evaluations, {time.time() - t0:.0f} s)",
                   flush=True)
 
-    fit = run_map(problem, starts=a.starts, max_steps=a.max_steps, draws=a.draws, hessian=a.hessian,
+    fit = run_map(problem, starts=a.starts, init=init, max_steps=a.max_steps, draws=a.draws, hessian=a.hessian,
                   eval_progress=every_10, threads=a.threads,
                   compile_progress=lambda sid, s: print(f"compiled {sid} in {s:.0f} s ({time.time() - t0:.0f} s)",
                                                         flush=True),
                   progress=lambda i, n, v: print(f"MAP start {i}/{n}: -log posterior {v:.2f} "
                                                  f"({time.time() - t0:.0f} s)", flush=True))
     files = write_fit(fit, a.out)
+    extra = {}
     if a.targets:  # which tables the fit saw
+        extra["targets"] = str(Path(a.targets).resolve())
+    if a.init:  # where its first L-BFGS run started (a warm-started fit needs that folder to be rerun)
+        extra["init"] = str(Path(a.init).resolve())
+    if extra:
         meta_file = Path(a.out) / "params.json"
-        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "targets": str(Path(a.targets).resolve())}, indent=2)
-                             + "\n")
+        meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), **extra}, indent=2) + "\n")
     shipped_setup = (not a.leave_out and cls == CLASS and drg == DRUG and tuple(drugs) == DEFAULT_DRUGS
                      and devs == DEVIATIONS and a.targets is None)
     # only the full fit with the shipped settings replaces data/calibrated/tce_map.json (the joint MAP with its Laplace

@@ -70,3 +70,20 @@ def test_fit_folder_records_its_structure_and_a_mismatch_is_named(calibrated_fit
         assert "malformed structure record" in structure_mismatch(space, dict(meta, structure=bad))
     why = structure_mismatch(space, dict(meta, structure=dict(meta["structure"], dex_hold={"teclistamab": True})))
     assert "does not know: dex_hold" in why
+
+
+def test_warm_start_takes_the_shared_names_and_reports_the_others():
+    """A warm start (``run_map(init=...)``, ``fit_map.py --init``) replaces the entries it names, keeps the prior
+    centre elsewhere, reports names the space lacks, and refuses a non-finite value naming the entry."""
+    import numpy as np
+
+    from qsp.calibrate.fit import warm_start
+    from qsp.errors import InputError
+
+    names = ["class:KIL6", "class:HILL", "drug:teclistamab:TUMOR0"]
+    centre = np.array([1.0, 2.0, 3.0])
+    x, unused = warm_start(names, centre, {"class:HILL": -0.5, "class:KDEACT": 0.3, "drug:elranatamab:TUMOR0": 7.0})
+    assert x.tolist() == [1.0, -0.5, 3.0] and centre.tolist() == [1.0, 2.0, 3.0]  # the centre is not modified
+    assert unused == ["class:KDEACT", "drug:elranatamab:TUMOR0"]
+    with pytest.raises(InputError, match="class:KIL6"):
+        warm_start(names, centre, {"class:KIL6": float("nan")})

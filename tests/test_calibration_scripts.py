@@ -193,3 +193,25 @@ def test_fit_map_on_other_targets_needs_its_own_folder_and_refuses_bad_tables(tm
         fit_map.main(["--targets", str(tmp_path), "--out", str(tmp_path / "fit")])
     err = capsys.readouterr().err
     assert "--targets:" in err and "studies.csv" in err and not (tmp_path / "fit").exists()
+
+
+def test_fit_map_warm_start_is_refused_before_any_work_when_it_is_not_a_fit(tmp_path, capsys):
+    """``--init`` names a fit folder: a missing params.json, names and values of different lengths, or a folder
+    that shares no parameter with the fit is refused (argparse error naming the folder) before compiling."""
+    import json
+
+    fit_map = _script("fit_map")
+    out = tmp_path / "fit"
+    with pytest.raises(SystemExit):
+        fit_map.main(["--drugs", "teclistamab", "--init", str(tmp_path / "nofit"), "--out", str(out)])
+    assert "--init" in capsys.readouterr().err and not out.exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "params.json").write_text(json.dumps({"names": ["class:KIL6", "class:HILL"], "x": [0.1]}))
+    with pytest.raises(SystemExit):
+        fit_map.main(["--drugs", "teclistamab", "--init", str(bad), "--out", str(out)])
+    assert "2 names but 1 values" in capsys.readouterr().err
+    (bad / "params.json").write_text(json.dumps({"names": ["class:NOT_A_PARAMETER"], "x": [0.1]}))
+    with pytest.raises(SystemExit):
+        fit_map.main(["--drugs", "teclistamab", "--init", str(bad), "--out", str(out)])
+    assert "shares no parameter" in capsys.readouterr().err and not out.exists()

@@ -23,12 +23,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from .export import structure_of
 from .likelihood import Problem, neg_log_posterior_flat, predict
 from .map import MapResult, identifiability, map_fit
@@ -81,11 +83,29 @@ def _within(row) -> bool:
     return max(row.predicted / row.observed, row.observed / row.predicted) <= fold
 
 
+def warm_start(names: Sequence[str], x_centre: np.ndarray, init: Mapping[str, float]) -> tuple[np.ndarray, list[str]]:
+    """``x_centre`` with the entries named in ``init`` replaced by its values; also the names of ``init`` that the
+    space does not have (not used)."""
+    x = np.array(x_centre, dtype=float, copy=True)
+    pos = {n: i for i, n in enumerate(names)}
+    for n, v in init.items():
+        if n in pos:
+            if not np.isfinite(v):
+                raise InputError(f"warm start: {n} is not finite ({v!r})", field="init")
+            x[pos[n]] = float(v)
+    return x, sorted(n for n in init if n not in pos)
+
+
 def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int = 200, draws: int = 50,
             start_scale: float = 0.5, progress=None, split: bool = True,
-            compile_progress=None, hessian: str = "central", eval_progress=None, threads: int = 1) -> FitResult:
+            compile_progress=None, hessian: str = "central", eval_progress=None, threads: int = 1,
+            init: Mapping[str, float] | None = None) -> FitResult:
     """Multi-start MAP (the prior centre plus ``starts - 1`` prior draws shrunk by ``start_scale``), Laplace
     covariance, and ``draws`` Laplace draws for the predictive intervals of every target.
+
+    ``init`` (a warm start): unconstrained values by flat name (:meth:`ParameterSpace.names`, e.g. an earlier
+    fit's ``params.json`` ``names`` and ``x``); the first start takes them for the names it shares, the prior
+    centre elsewhere. Names the space does not have are ignored (:func:`warm_start` reports them).
 
     ``split`` (default) evaluates the objective study by study, each study compiled on its own
     (:class:`~qsp.calibrate.objective.SplitObjective`); ``split=False`` traces the whole sum into one program
@@ -101,6 +121,8 @@ def run_map(problem: Problem, *, starts: int = 3, seed: int = 0, max_steps: int 
         t_compile = obj.compile(progress=compile_progress)
         f = obj.jax_function()
     keys = jax.random.split(jax.random.PRNGKey(seed), max(starts - 1, 1))
+    if init is not None:
+        x0 = warm_start(problem.space.names(), np.asarray(x0), init)[0]
     xs = [np.asarray(x0)] + [np.asarray(problem.space.flatten(problem.space.sample_prior(k, start_scale))[0])
                              for k in keys[: starts - 1]]
     prior_sd = np.asarray(problem.space.flatten(problem.space._sds())[0])
