@@ -5,7 +5,7 @@ model is built:
 
 1. **Shape and types** (pydantic models below, unknown keys refused): ``[drug]`` (name equal to the file
    name, molecular weight > 0, ...), ``[structure]`` (``pk`` 1cmt/2cmt, ``absorption`` SC/IV/
-   IV_continuous/IP, flags as booleans (``dex_holds_secretion`` among them), ``secretion_stages`` an integer
+   IV_continuous/IP, flags as booleans (``dex_holds_secretion`` and ``tonic_secretion`` among them), ``secretion_stages`` an integer
    1-20), ``[covariates]`` (weight 20-300 kg, height 100-250 cm),
    ``[params]`` entries ``{ value, unit, description, source }`` with a number for ``value``,
    ``[pd]`` (informational entries of the same shape), ``[population]`` and ``[crs]``.
@@ -74,6 +74,8 @@ class StructureTable(_Strict):
     secretion_stages: StrictInt = Field(default=DEFAULT_SECRETION_STAGES, ge=1, le=MAX_SECRETION_STAGES)
     # dexamethasone slows the end of the secreting phase as it slows secretion (qsp.components.tcells)
     dex_holds_secretion: StrictBool = False
+    # engaged T cells past their secreting phase keep a low cytokine output, F_TONIC (qsp.components.cytokines)
+    tonic_secretion: StrictBool = False
 
 
 class CovariateTable(_Strict):
@@ -201,7 +203,8 @@ def _model_param_info(structure: Mapping) -> dict:
     from .tce import build_tce_model
 
     model = build_tce_model("card-check", {}, mw_g_per_mol=150_000.0, pk=str(structure.get("pk", "2cmt")),
-                            time_varying_cl=bool(structure.get("time_varying_cl", False)))
+                            time_varying_cl=bool(structure.get("time_varying_cl", False)),
+                            tonic_secretion=structure.get("tonic_secretion", False) is True)
     return model.param_info
 
 

@@ -97,16 +97,28 @@ def test_one_broken_card_does_not_break_the_listing(tmp_path, monkeypatch):
 
 
 def test_structure_options_reach_the_model(card_patch, tmp_path):
-    """A card's [structure] secretion_stages and dex_holds_secretion build the model they name."""
+    """A card's [structure] secretion_stages, dex_holds_secretion and tonic_secretion build the model they name; the
+    tonic option declares F_TONIC, which the card's [params] may then set (and without the option may not)."""
     from qsp.cards import load_card_file
     from qsp.tce import structure_options_of
 
-    options = "time_varying_cl = true\nsecretion_stages = 4\ndex_holds_secretion = true"
+    options = "time_varying_cl = true\nsecretion_stages = 4\ndex_holds_secretion = true\ntonic_secretion = true"
     text = card_patch("teclistamab").replace("time_varying_cl = true", options, 1)
     path = tmp_path / "teclistamab.toml"
     path.write_text(text)
     model = load_card_file(path).model()
-    assert structure_options_of(model) == {"secretion_stages": 4, "dex_holds_secretion": True}
-    assert "T_new4" in model.state_names
-    assert structure_options_of(load_card_file(ROOT / "models" / "teclistamab.toml").model()) == \
-        {"secretion_stages": 1, "dex_holds_secretion": False}
+    assert structure_options_of(model) == {"secretion_stages": 4, "dex_holds_secretion": True,
+                                           "tonic_secretion": True}
+    assert "T_new4" in model.state_names and model.param_info["F_TONIC"].value == 0.05
+    shipped = load_card_file(ROOT / "models" / "teclistamab.toml").model()
+    assert structure_options_of(shipped) == {"secretion_stages": 1, "dex_holds_secretion": False,
+                                             "tonic_secretion": False}
+    assert "F_TONIC" not in shipped.param_info
+    with_value = text.replace("[params]\n", '[params]\nF_TONIC = { value = 0.1, unit = "1", description = "tonic '
+                                             'output", source = "test" }\n', 1)
+    path.write_text(with_value)
+    assert load_card_file(path).model().param_info["F_TONIC"].value == 0.1
+    path.write_text(card_patch("teclistamab").replace("[params]\n", '[params]\nF_TONIC = { value = 0.1, unit = "1", '
+                                                      'description = "tonic output", source = "test" }\n', 1))
+    with pytest.raises(InputError, match="F_TONIC"):
+        load_card_file(path)

@@ -214,6 +214,8 @@ BAD = [
     ("hold-not-bool", _set(["fit", "structure"], {"secretion_stages": {"teclistamab": 1},
                                                    "dex_holds_secretion": {"teclistamab": 1}}),
      "fit.structure.dex_holds_secretion"),
+    ("tonic-not-bool", _set(["fit", "structure"], {"tonic_secretion": {"teclistamab": "yes"}}),
+     "fit.structure.tonic_secretion"),
     ("unknown-option", _set(["fit", "structure"], {"secretion_stages": {"teclistamab": 1}, "stages": {}}),
      "fit.structure.stages"),
     ("typo-option", _set(["fit", "structure"], {"secretion_stage": {"teclistamab": 1}}),

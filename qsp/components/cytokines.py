@@ -39,6 +39,21 @@ Med 2018 show monocyte-derived IL-6). Here:
   ``KMONO_OFF`` makes IL-6 return to baseline within a day of the end of the burst (the MajesTEC-1 mean
   falls from 21 to 6 pg/mL between 48 and 72 h after the first treatment dose).
 
+**Tonic secretion by engaged T cells** (``tonic_secretion = true``, a structure option of the card; default
+false): engaged T cells past their secreting phase (``T_des``: primed, cytotoxic, refractory to a new burst) keep
+a low cytokine output while they stay engaged with target cells, a fraction ``F_TONIC`` of a secreting cell's::
+
+      X = KIL6 (T_act + F_TONIC T_des) contact (1 - I_dex) / KEL_IL6
+
+Why: the MajesTEC-1 mean IL-6 of the patients with CRS sits at 4.1-4.5 pg/mL before the weekly doses of
+weeks 2 and 3, above its 2.7-2.8 pg/mL before the first dose, but at 2.5-2.7 pg/mL in the hours after the
+premedicated first treatment dose (Willemin et al. CPT:PSP 2024, Fig. 1): a floor that rises with the engaged
+pool and that dexamethasone lowers. Without it every burst returns to ``IL6_0`` exactly and the mean a week
+after the treatment dose is 1.6-fold low (``calibration/README.md``, "Tonic secretion and the monocyte switch's
+kinetics"). Chronically engaged T cells keep a reduced cytokine output rather than none (IFN-g is the last
+function lost in exhaustion; Wherry, Nat Immunol 2011;12:492). The value is assumed (prior wide, logit scale);
+the calibration layer fits it.
+
 IL-6 elimination half-life ~20 min (``KEL_IL6 = ln2 / (20 min) = 49.9 /day``); baseline ``IL6_0`` ~2-5
 pg/mL. With a 20-min half-life IL-6 follows its production within ~1 h, so the default quasi-steady-state
 form removes the stiffest time scale; ``il6_state=True`` keeps IL-6 as a state (tests compare both).
@@ -65,6 +80,7 @@ individual maxima of hundreds of pg/mL, and blinatumomab (with its drug-level cr
 
 from __future__ import annotations
 
+from ..errors import InputError
 from ..model import Component, Output, Param, State
 from .tcells import hill
 
@@ -74,8 +90,11 @@ LN2 = 0.6931471805599453
 class Cytokines(Component):
     name = "cytokines"
 
-    def __init__(self, *, il6_state: bool = False, **overrides):
-        v = dict(IL6_0=2.8, KIL6=10.0, IL6_T_GAIN=1.0, KTGT50=3000.0, KEL_IL6=LN2 / (20.0 / 60.0 / 24.0), IL6_MONO_MAX=5000.0,
+    def __init__(self, *, il6_state: bool = False, tonic: bool = False, **overrides):
+        if not isinstance(tonic, bool):
+            raise InputError(f"tonic_secretion must be true or false, got {tonic!r}", field="tonic_secretion")
+        self.tonic = tonic
+        v = dict(F_TONIC=0.05, IL6_0=2.8, KIL6=10.0, IL6_T_GAIN=1.0, KTGT50=3000.0, KEL_IL6=LN2 / (20.0 / 60.0 / 24.0), IL6_MONO_MAX=5000.0,
                  MONO_EC50=35.0, MONO_HILL=2.0, KMONO_ON=3.0, KMONO_OFF=3.0, KDEX=LN2 / 1.0, DEX_IMAX=0.6,
                  DEX_IC50=4.0)
         v.update(overrides)
@@ -114,7 +133,11 @@ class Cytokines(Component):
             Param("DEX_IMAX", v["DEX_IMAX"], "1", "maximal inhibition of cytokine production by dexamethasone", a,
                   upper=1.0),
             Param("DEX_IC50", v["DEX_IC50"], "mg", "dexamethasone amount for half-maximal inhibition", a),
-        )
+        ) + ((Param("F_TONIC", v["F_TONIC"], "1",
+                    "cytokine output of an engaged T cell past its secreting phase, relative to a secreting one",
+                    "assumed: engaged, primed T cells keep a low cytokine output (the MajesTEC-1 mean IL-6 before "
+                    "the doses of weeks 2-3, 4.1-4.5 pg/mL against 2.8 before the first; Willemin et al. CPT:PSP "
+                    "2024, Fig. 1)", upper=1.0),) if tonic else ())
         self.outputs = (Output("il6_pg_per_ml", "pg/mL", "serum IL-6"),
                         Output("t_cytokine_drive", "pg/mL", "T-cell cytokine drive X (IL-6-equivalent)"),
                         Output("monocyte_activation", "1", "activated monocyte fraction"),
@@ -124,7 +147,8 @@ class Cytokines(Component):
         dex_i = p["DEX_IMAX"] * y["DEX"] / (p["DEX_IC50"] + y["DEX"])
         tgt = d["target_cells_total"]
         contact = tgt / (tgt + p["KTGT50"])
-        x = p["KIL6"] * y["T_act"] * contact * (1.0 - dex_i) / p["KEL_IL6"]
+        secreting = y["T_act"] + p["F_TONIC"] * y["T_des"] if self.tonic else y["T_act"]
+        x = p["KIL6"] * secreting * contact * (1.0 - dex_i) / p["KEL_IL6"]
         excess = p["IL6_T_GAIN"] * x + p["IL6_MONO_MAX"] * y["mono"]
         il6 = y["IL6"] if self.il6_state else p["IL6_0"] + excess
         return {"dex_inhibition": dex_i, "t_cytokine_drive": x, "il6_production": p["KEL_IL6"] * excess, "il6": il6}

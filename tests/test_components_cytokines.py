@@ -1,0 +1,37 @@
+"""The cytokine component's T-cell drive: secreting cells, and with ``tonic_secretion`` the engaged cells past their
+secreting phase at the fraction F_TONIC; dexamethasone lowers both."""
+
+from __future__ import annotations
+
+import pytest
+
+from qsp.components.cytokines import Cytokines
+from qsp.errors import InputError
+
+
+def _drive(comp, t_act, t_des, dex=0.0, **p_over):
+    p = {q.name: q.value for q in comp.params}
+    p.update(p_over)
+    y = {"T_act": t_act, "T_des": t_des, "mono": 0.0, "DEX": dex}
+    d = {"target_cells_total": 500.0}
+    return comp.derive(0.0, y, p, d)["t_cytokine_drive"], p
+
+
+def test_tonic_secretion_adds_the_engaged_cells_at_f_tonic():
+    plain, tonic = Cytokines(), Cytokines(tonic=True)
+    assert "F_TONIC" not in {q.name for q in plain.params}
+    x_plain, p = _drive(plain, 20.0, 300.0)
+    contact = 500.0 / (500.0 + p["KTGT50"])
+    assert x_plain == pytest.approx(p["KIL6"] * 20.0 * contact / p["KEL_IL6"])  # T_des makes no cytokines
+    x_tonic, pt = _drive(tonic, 20.0, 300.0, F_TONIC=0.04)
+    assert x_tonic == pytest.approx(pt["KIL6"] * (20.0 + 0.04 * 300.0) * contact / pt["KEL_IL6"])
+    # dexamethasone lowers the tonic part by the same factor as the burst
+    x_dex, _ = _drive(tonic, 20.0, 300.0, dex=8.0, F_TONIC=0.04)
+    i_dex = pt["DEX_IMAX"] * 8.0 / (pt["DEX_IC50"] + 8.0)
+    assert x_dex == pytest.approx(x_tonic * (1.0 - i_dex))
+
+
+def test_tonic_secretion_must_be_a_boolean():
+    with pytest.raises(InputError, match="tonic_secretion must be true or false") as e:
+        Cytokines(tonic="yes")
+    assert e.value.field == "tonic_secretion"
