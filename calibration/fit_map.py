@@ -35,7 +35,7 @@ os.environ.setdefault("EQX_ON_ERROR", "nan")
 import numpy as np  # noqa: E402
 
 from qsp.calibrate.export import write_calibrated  # imported up front: a fit runs for an hour or more, and a
-from qsp.calibrate.fit import _within, run_map, warm_start, write_fit  # module imported at its end could have changed on disk
+from qsp.calibrate.fit import _within, run_map, structure_mismatch, warm_start, write_fit  # module imported at its end could have changed on disk
 from qsp.calibrate.likelihood import build_problem, predict
 from qsp.calibrate.space import ParameterSpace
 from qsp.calibrate.targets import load_targets
@@ -152,7 +152,10 @@ def main(argv=None):
             if k.strip() not in cls or not sd > 0:
                 ap.error(f"--deviations: {item!r} must be P=SD with P one of --class-params and SD > 0")
             devs[k.strip()] = sd
-    space = ParameterSpace(models, class_params=cls + iiv, drug_params=drg, deviations=devs)
+    try:  # e.g. a parameter the cards do not declare (F_TONIC without [structure] tonic_secretion)
+        space = ParameterSpace(models, class_params=cls + iiv, drug_params=drg, deviations=devs)
+    except InputError as e:
+        ap.error(str(e))
     init = None
     if a.init:  # refused before any work: not a fit folder, mismatched names and values, nothing shared
         try:
@@ -169,6 +172,9 @@ def main(argv=None):
             ap.error(f"--init {a.init}: shares no parameter with this fit (its names: {', '.join(names[:5])} ...)")
         print(f"warm start from {a.init}: {shared} of {len(space.names())} entries"
               + (f"; not in this fit: {', '.join(unused)}" if unused else ""), flush=True)
+        why = structure_mismatch(space, im)
+        if why:  # allowed (a start, not a result), but the values meant something else there
+            print(f"note: the warm start's fit has another structure: {why}", flush=True)
     try:  # a malformed table is refused here, before any work, naming file, row and field
         targets = load_targets(a.targets)
     except InputError as e:
@@ -199,7 +205,7 @@ def main(argv=None):
     if extra:
         meta_file = Path(a.out) / "params.json"
         meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), **extra}, indent=2) + "\n")
-    shipped_setup = (not a.leave_out and cls == CLASS and drg == DRUG and tuple(drugs) == DEFAULT_DRUGS
+    shipped_setup = (not a.leave_out and a.init is None and cls == CLASS and drg == DRUG and tuple(drugs) == DEFAULT_DRUGS
                      and devs == DEVIATIONS and a.targets is None)
     # only the full fit with the shipped settings replaces data/calibrated/tce_map.json (the joint MAP with its Laplace
     # approximation; the default file, tce_posterior.json, is shipped from a NUTS job by ship_posterior.py)

@@ -30,7 +30,7 @@ What the file holds (all on the unconstrained scale ``u = T(value)`` of each par
   :mod:`qsp.jobs`); :func:`draw_parameter_sets` then picks among them instead of the normal approximation.
 
 A file is JSON, or TOML when its name ends in ``.toml`` (the same document). Its ``fit.structure`` records the
-T-cell structure options each fitted drug's model had (``secretion_stages``, ``dex_holds_secretion``,
+T-cell and cytokine structure options each fitted drug's model had (``secretion_stages``, ``dex_holds_secretion``,
 ``tonic_secretion``; :func:`check_structure`): parameters fitted on one structure are not laid over another; an option missing from
 the record predates it and was fitted at its default (:data:`qsp.tce.STRUCTURE_DEFAULTS`).
 

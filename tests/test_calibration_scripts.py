@@ -204,7 +204,7 @@ def test_fit_map_warm_start_is_refused_before_any_work_when_it_is_not_a_fit(tmp_
     out = tmp_path / "fit"
     with pytest.raises(SystemExit):
         fit_map.main(["--drugs", "teclistamab", "--init", str(tmp_path / "nofit"), "--out", str(out)])
-    assert "--init" in capsys.readouterr().err and not out.exists()
+    assert f"--init {tmp_path / 'nofit'}: not a fit folder" in capsys.readouterr().err and not out.exists()
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "params.json").write_text(json.dumps({"names": ["class:KIL6", "class:HILL"], "x": [0.1]}))
@@ -215,3 +215,13 @@ def test_fit_map_warm_start_is_refused_before_any_work_when_it_is_not_a_fit(tmp_
     with pytest.raises(SystemExit):
         fit_map.main(["--drugs", "teclistamab", "--init", str(bad), "--out", str(out)])
     assert "shares no parameter" in capsys.readouterr().err and not out.exists()
+
+
+def test_fit_map_refuses_a_parameter_the_cards_do_not_declare(tmp_path, capsys):
+    """F_TONIC exists only with [structure] tonic_secretion: asking to fit it on the shipped cards is a clear
+    argparse error naming the parameter, not a traceback."""
+    fit_map = _script("fit_map")
+    with pytest.raises(SystemExit):
+        fit_map.main(["--drugs", "teclistamab", "--class-params", "KIL6,F_TONIC", "--out", str(tmp_path / "fit")])
+    err = capsys.readouterr().err
+    assert "F_TONIC" in err and "Traceback" not in err and not (tmp_path / "fit").exists()

@@ -48,6 +48,8 @@ def test_required_parameters_follow_the_structure():
      ["[structure] secretion_stages", "integer"]),
     ({"replace": ("time_varying_cl = true", 'time_varying_cl = true\ndex_holds_secretion = "yes"')},
      ["[structure] dex_holds_secretion", "boolean"]),
+    ({"replace": ("time_varying_cl = true", 'time_varying_cl = true\ntonic_secretion = "yes"')},
+     ["[structure] tonic_secretion", "boolean"]),
     ({"replace": ("weight_kg = ", "weight_kg = 740.0 #")}, ["[covariates] weight_kg"]),
     ({"units": {"KD_CD3": "uM"}}, ["[params] KD_CD3", "nM", "uM"]),
     ({"omegas": {"CL": "-0.3"}}, ["[population]", "omega"]),
