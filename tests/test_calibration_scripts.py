@@ -225,3 +225,42 @@ def test_fit_map_refuses_a_parameter_the_cards_do_not_declare(tmp_path, capsys):
         fit_map.main(["--drugs", "teclistamab", "--class-params", "KIL6,F_TONIC", "--out", str(tmp_path / "fit")])
     err = capsys.readouterr().err
     assert "F_TONIC" in err and "Traceback" not in err and not (tmp_path / "fit").exists()
+
+
+def test_study_pull_splits_the_objective_by_study_with_each_studys_gradient(calibrated_fit, tmp_path):
+    import json
+
+    from qsp.calibrate.fit import write_fit
+
+    fit, _ = calibrated_fit
+    write_fit(fit, tmp_path / "fit")
+    meta = json.loads((tmp_path / "fit" / "params.json").read_text())
+    i = meta["names"].index("class:CRS_THETA1")
+    step = 1e-4
+    moved = dict(meta, x=[v + (step if k == i else 0.0) for k, v in enumerate(meta["x"])])
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "params.json").write_text(json.dumps(moved))
+    _script("study_pull").main(["--fit", str(tmp_path / "fit"), "--at", str(tmp_path / "moved"),
+                                "--params", "CRS_THETA1,CRS_BETA", "--out", str(tmp_path / "pull.csv")])
+    df = pd.read_csv(tmp_path / "pull.csv")
+    at_map = df[df.point == "map"].set_index("study")
+    assert {"prior", "MajesTEC-1"} <= set(at_map.index)
+    assert at_map.neg_log_term.sum() == pytest.approx(fit.map.value, rel=1e-6)  # the terms add up to the objective
+    # each study's gradient predicts its own term's change along the coordinate (first order)
+    moved_terms = df[df.point == str(tmp_path / "moved")].set_index("study").neg_log_term
+    change = moved_terms - at_map.neg_log_term
+    assert change["MajesTEC-1"] != 0.0
+    assert change.to_numpy() == pytest.approx(step * at_map["d_class:CRS_THETA1"].to_numpy(), rel=1e-2, abs=1e-9)
+
+
+def test_study_pull_refuses_a_parameter_the_fit_does_not_have(calibrated_fit, tmp_path, capsys):
+    from qsp.calibrate.fit import write_fit
+
+    fit, _ = calibrated_fit
+    write_fit(fit, tmp_path / "fit")
+    with pytest.raises(SystemExit):
+        _script("study_pull").main(["--fit", str(tmp_path / "fit"), "--params", "KDEACT"])
+    assert "--params: KDEACT not in the fit" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _script("study_pull").main(["--fit", str(tmp_path / "nothing")])
+    assert "not a fit folder" in capsys.readouterr().err

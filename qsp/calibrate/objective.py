@@ -101,6 +101,18 @@ class SplitObjective:
             out[sid] = float(f(xj)[0][0])
         return out
 
+    def study_terms_and_grads(self, x) -> dict:
+        """``(-log term, gradient)`` of every study and of the prior at ``x`` (float, float64 array): which study
+        pulls which coordinate, and how hard (``calibration/study_pull.py``). The terms add up to
+        :meth:`value_and_grad`."""
+        xj = jnp.asarray(x, dtype=jnp.float64)
+        v, g = self._prior(xj)
+        out = {"prior": (float(v), np.asarray(g, dtype=np.float64))}
+        for sid, f in zip(self.study_ids, self._parts):
+            (v, _), g = f(xj)
+            out[sid] = (float(v), np.asarray(g, dtype=np.float64))
+        return out
+
     def predictions(self, x) -> dict:
         """Study id -> the study's predictions (:func:`~qsp.calibrate.likelihood.study_predictions`, NumPy) at
         ``x``, from the same compiled programs as the objective (no second compilation; each costs a gradient),
