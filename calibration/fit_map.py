@@ -50,6 +50,15 @@ DEFAULT_DRUGS = ("teclistamab", "elranatamab", "epcoritamab", "mosunetuzumab", "
                  "glofitamab", "tebentafusp")
 
 
+def _init_structure_note(space, init_meta: dict) -> str | None:
+    """The note printed when a warm start's values come from another model structure (allowed: a start, not a
+    result, but its values meant something else there), or from a hand-made folder that names no drugs."""
+    if not init_meta.get("drugs"):  # names and x only: nothing to compare the structure with
+        return "note: the warm start names no drugs and records no model structure; its values are used as they are"
+    why = structure_mismatch(space, init_meta)
+    return f"note: the warm start's fit has another structure: {why}" if why else None
+
+
 def _leave_out(targets, spec: str):
     drug, _, what = spec.partition(":")
     ids = set(targets.studies.loc[targets.studies.drug == drug, "study_id"])
@@ -172,9 +181,9 @@ def main(argv=None):
             ap.error(f"--init {a.init}: shares no parameter with this fit (its names: {', '.join(names[:5])} ...)")
         print(f"warm start from {a.init}: {shared} of {len(space.names())} entries"
               + (f"; not in this fit: {', '.join(unused)}" if unused else ""), flush=True)
-        why = structure_mismatch(space, im)
-        if why:  # allowed (a start, not a result), but the values meant something else there
-            print(f"note: the warm start's fit has another structure: {why}", flush=True)
+        note = _init_structure_note(space, im)
+        if note:
+            print(note, flush=True)
     try:  # a malformed table is refused here, before any work, naming file, row and field
         targets = load_targets(a.targets)
     except InputError as e:

@@ -8,7 +8,8 @@ Usage (from the repository root; the cards of the fit, e.g. ``QSP_MODELS_DIR=<ca
 
 The problem is the fit's own (drugs, parameters, deviations, virtual patients, seed and targets from its
 ``params.json``; ``--leave-out`` as the fit had it). The points: the fit's MAP (``map``) and, for each ``--at``
-folder, that fit's MAP laid over it by parameter name (names it lacks keep the first fit's value). For each
+folder, that fit's MAP laid over it by parameter name (names it lacks keep the first fit's value; a warm-start
+folder of ``fit_map.py --init`` with only ``names`` and ``x`` will do). For each
 point and study (and the prior): ``-log L_s`` and ``d(-log L_s)/dz_P`` for each parameter ``P`` asked, on its
 unconstrained scale ``z`` (log for positive, logit for fractions; class parameters by name, or any full name
 such as ``dev:tebentafusp:HILL``). A positive gradient means that raising ``P`` costs that study likelihood:
@@ -32,7 +33,7 @@ os.environ.setdefault("QSP_COMPILE_CACHE", str(Path(__file__).resolve().parent /
 os.environ.setdefault("EQX_ON_ERROR", "nan")
 
 
-def _fit_meta(ap, folder: str) -> dict:
+def _fit_meta(ap, folder: str, full: bool = True) -> dict:
     path = Path(folder) / "params.json"
     if not path.is_file():
         ap.error(f"{folder}: not a fit folder (no params.json)")
@@ -40,7 +41,10 @@ def _fit_meta(ap, folder: str) -> dict:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         ap.error(f"{path}: not JSON ({e})")
-    for key in ("names", "x", "drugs", "class_params", "drug_params", "deviations", "patients", "seed"):
+    keys = ("names", "x")
+    if full:
+        keys += ("drugs", "class_params", "drug_params", "deviations", "patients", "seed")
+    for key in keys:
         if key not in meta:
             ap.error(f"{path}: field {key!r} missing (not a fit_map.py fit)")
     if len(meta["names"]) != len(meta["x"]):
@@ -59,7 +63,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="CSV to write (default <FIT>/study_pull.csv)")
     a = ap.parse_args(argv)
     meta = _fit_meta(ap, a.fit)
-    others = [(f, _fit_meta(ap, f)) for f in (s.strip() for s in a.at.split(",")) if f]
+    others = [(f, _fit_meta(ap, f, full=False)) for f in (s.strip() for s in a.at.split(",")) if f]
     asked = [p.strip() for p in a.params.split(",") if p.strip()] or list(meta["class_params"])
     cols = [p if ":" in p else f"class:{p}" for p in asked]
     unknown = [p for p, c in zip(asked, cols) if c not in meta["names"]]

@@ -237,7 +237,8 @@ def test_study_pull_splits_the_objective_by_study_with_each_studys_gradient(cali
     meta = json.loads((tmp_path / "fit" / "params.json").read_text())
     i = meta["names"].index("class:CRS_THETA1")
     step = 1e-4
-    moved = dict(meta, x=[v + (step if k == i else 0.0) for k, v in enumerate(meta["x"])])
+    # a warm-start folder (names and x only) is a point too
+    moved = {"names": meta["names"], "x": [v + (step if k == i else 0.0) for k, v in enumerate(meta["x"])]}
     (tmp_path / "moved").mkdir()
     (tmp_path / "moved" / "params.json").write_text(json.dumps(moved))
     _script("study_pull").main(["--fit", str(tmp_path / "fit"), "--at", str(tmp_path / "moved"),
@@ -264,3 +265,18 @@ def test_study_pull_refuses_a_parameter_the_fit_does_not_have(calibrated_fit, tm
     with pytest.raises(SystemExit):
         _script("study_pull").main(["--fit", str(tmp_path / "nothing")])
     assert "not a fit folder" in capsys.readouterr().err
+
+
+def test_fit_map_warm_start_note_names_another_structure_or_a_hand_made_start():
+    """A warm start from a fit of another structure, or from a hand-made folder (names and x only), is allowed
+    with a note saying so; a fit of the same structure gets none."""
+    from qsp.calibrate.space import ParameterSpace
+    from qsp.cards import load_card
+
+    note = _script("fit_map")._init_structure_note
+    space = ParameterSpace({"teclistamab": load_card("teclistamab").model()}, class_params=("KIL6",))
+    assert note(space, {"names": ["class:KIL6"], "x": [2.0]}).startswith("note: the warm start names no drugs")
+    same = {"drugs": ["teclistamab"], "structure": {"secretion_stages": {"teclistamab": 1}}}
+    assert note(space, same) is None
+    other = {"drugs": ["teclistamab"], "structure": {"secretion_stages": {"teclistamab": 6}}}
+    assert "another structure" in note(space, other) and "teclistamab = 6" in note(space, other)
