@@ -249,9 +249,11 @@ def test_study_pull_splits_the_objective_by_study_with_each_studys_gradient(cali
     assert at_map.neg_log_term.sum() == pytest.approx(fit.map.value, rel=1e-6)  # the terms add up to the objective
     # each study's gradient predicts its own term's change along the coordinate (first order)
     moved_terms = df[df.point == str(tmp_path / "moved")].set_index("study").neg_log_term
-    change = moved_terms - at_map.neg_log_term
+    change = (moved_terms - at_map.neg_log_term).loc[at_map.index]
     assert change["MajesTEC-1"] != 0.0
     assert change.to_numpy() == pytest.approx(step * at_map["d_class:CRS_THETA1"].to_numpy(), rel=1e-2, abs=1e-9)
+    assert at_map.loc["MajesTEC-1", "d_class:CRS_BETA"] != 0.0  # every asked column is the study's own gradient
+    assert at_map.loc["prior", "d_class:CRS_BETA"] != at_map.loc["MajesTEC-1", "d_class:CRS_BETA"]
 
 
 def test_study_pull_refuses_a_parameter_the_fit_does_not_have(calibrated_fit, tmp_path, capsys):
@@ -265,6 +267,29 @@ def test_study_pull_refuses_a_parameter_the_fit_does_not_have(calibrated_fit, tm
     with pytest.raises(SystemExit):
         _script("study_pull").main(["--fit", str(tmp_path / "nothing")])
     assert "not a fit folder" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "params.json").write_text('{"names": ["class:CRS_THETA1"], "x": [NaN]}')
+    with pytest.raises(SystemExit):
+        _script("study_pull").main(["--fit", str(tmp_path / "fit"), "--at", str(bad)])
+    err = capsys.readouterr().err
+    assert "'x' must hold finite numbers; not for class:CRS_THETA1" in err and "Traceback" not in err
+    (bad / "params.json").write_text('{"names": ["class:NOT_A_PARAMETER"], "x": [0.5]}')
+    with pytest.raises(SystemExit):
+        _script("study_pull").main(["--fit", str(tmp_path / "fit"), "--at", str(bad)])
+    assert "shares no parameter with the fit" in capsys.readouterr().err
+
+
+def test_study_pull_overlay_gives_a_covered_drug_the_other_fits_values():
+    """A drug the other fit covers gets that fit's class + deviation (its missing deviations are 0); another drug
+    keeps the first fit's deviation; names the first fit lacks are reported."""
+    overlay = _script("study_pull").overlay
+    names = ["class:HILL", "dev:teclistamab:HILL", "dev:elranatamab:HILL", "drug:teclistamab:CHI"]
+    other = {"names": ["class:HILL", "drug:teclistamab:CHI", "class:F_TONIC"], "x": [1.0, 2.0, -3.0],
+             "drugs": ["teclistamab"]}
+    x, used, ignored = overlay(names, [0.1, 0.2, 0.3, 0.4], other)
+    assert x == [1.0, 0.0, 0.3, 2.0]
+    assert used == ["class:HILL", "dev:teclistamab:HILL", "drug:teclistamab:CHI"] and ignored == ["class:F_TONIC"]
 
 
 def test_fit_map_warm_start_note_names_another_structure_or_a_hand_made_start():
