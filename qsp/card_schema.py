@@ -5,7 +5,7 @@ model is built:
 
 1. **Shape and types** (pydantic models below, unknown keys refused): ``[drug]`` (name equal to the file
    name, molecular weight > 0, ...), ``[structure]`` (``pk`` 1cmt/2cmt, ``absorption`` SC/IV/
-   IV_continuous/IP, flags as booleans (``dex_holds_secretion`` and ``tonic_secretion`` among them), ``secretion_stages`` an integer
+   IV_continuous/IP, flags as booleans (``dex_holds_secretion``, ``tonic_secretion`` and ``monocyte_priming`` among them), ``secretion_stages`` an integer
    1-20), ``[covariates]`` (weight 20-300 kg, height 100-250 cm),
    ``[params]`` entries ``{ value, unit, description, source }`` with a number for ``value``,
    ``[pd]`` (informational entries of the same shape), ``[population]`` and ``[crs]``.
@@ -76,6 +76,8 @@ class StructureTable(_Strict):
     dex_holds_secretion: StrictBool = False
     # engaged T cells past their secreting phase keep a low cytokine output, F_TONIC (qsp.components.cytokines)
     tonic_secretion: StrictBool = False
+    # T-cell cytokines prime monocytes, which then make more IL-6 (KPRIME, KPRIME_OFF, PRIME_GAIN; qsp.components.cytokines)
+    monocyte_priming: StrictBool = False
 
 
 class CovariateTable(_Strict):
@@ -204,7 +206,8 @@ def _model_param_info(structure: Mapping) -> dict:
 
     model = build_tce_model("card-check", {}, mw_g_per_mol=150_000.0, pk=str(structure.get("pk", "2cmt")),
                             time_varying_cl=bool(structure.get("time_varying_cl", False)),
-                            tonic_secretion=structure.get("tonic_secretion", False) is True)
+                            tonic_secretion=structure.get("tonic_secretion", False) is True,
+                            monocyte_priming=structure.get("monocyte_priming", False) is True)
     return model.param_info
 
 

@@ -212,7 +212,8 @@ def _model_cached(card: "DrugCard", binding: str, il6_state: bool) -> Model:
                             binding=binding, il6_state=il6_state, sources=srcs, description=desc,
                             secretion_stages=int(st.get("secretion_stages", DEFAULT_SECRETION_STAGES)),
                             dex_holds_secretion=bool(st.get("dex_holds_secretion", False)),
-                            tonic_secretion=bool(st.get("tonic_secretion", False)))
+                            tonic_secretion=bool(st.get("tonic_secretion", False)),
+                            monocyte_priming=bool(st.get("monocyte_priming", False)))
     priors = card_priors(card, model)
     return model.with_priors(priors) if priors else model
 

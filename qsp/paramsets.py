@@ -31,7 +31,7 @@ What the file holds (all on the unconstrained scale ``u = T(value)`` of each par
 
 A file is JSON, or TOML when its name ends in ``.toml`` (the same document). Its ``fit.structure`` records the
 T-cell and cytokine structure options each fitted drug's model had (``secretion_stages``, ``dex_holds_secretion``,
-``tonic_secretion``; :func:`check_structure`): parameters fitted on one structure are not laid over another; an option missing from
+``tonic_secretion``, ``monocyte_priming``; :func:`check_structure`): parameters fitted on one structure are not laid over another; an option missing from
 the record predates it and was fitted at its default (:data:`qsp.tce.STRUCTURE_DEFAULTS`).
 
 :func:`calibrated_values` gives a drug's calibrated typical values; :func:`draw_parameter_sets` draws K
@@ -258,7 +258,7 @@ def parse_calibrated(obj: Any, where: str) -> CalibratedFile:
                 for v in stages.values()):
             raise _bad(where, "fit.structure.secretion_stages",
                        f"must be a table {{drug: integer 1-{MAX_SECRETION_STAGES}}}")
-        for flag in ("dex_holds_secretion", "tonic_secretion"):
+        for flag in ("dex_holds_secretion", "tonic_secretion", "monocyte_priming"):
             table = structure.get(flag, {})
             if not isinstance(table, Mapping) or not all(isinstance(v, bool) for v in table.values()):
                 raise _bad(where, f"fit.structure.{flag}", "must be a table {drug: true or false}")

@@ -51,7 +51,8 @@ class DrugOutputs(Component):
 def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: float, pk: str = "2cmt",
                     time_varying_cl: bool = True, binding: str = "qe", il6_state: bool = False,
                     secretion_stages: int = DEFAULT_SECRETION_STAGES, dex_holds_secretion: bool = False,
-                    tonic_secretion: bool = False, sources: Mapping[str, str] | None = None, description: str = "") -> Model:
+                    tonic_secretion: bool = False, monocyte_priming: bool = False,
+                    sources: Mapping[str, str] | None = None, description: str = "") -> Model:
     """Compose the TCE model; ``values`` override component defaults (drug-specific parameters).
 
     Args:
@@ -64,6 +65,8 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
             secretion, so a premedicated dose's cytokine burst is delayed, not lost (:mod:`qsp.components.tcells`).
         tonic_secretion: engaged T cells past their secreting phase keep a fraction ``F_TONIC`` of a secreting
             cell's cytokine output (:mod:`qsp.components.cytokines`).
+        monocyte_priming: T-cell cytokines prime monocytes/macrophages (a slow state ``mono_prime``), which then
+            make up to ``1 + PRIME_GAIN`` times more IL-6 for the same stimulus (:mod:`qsp.components.cytokines`).
     """
     if binding not in BINDING_FORMS:
         raise InputError(f"unknown binding form {binding!r}; allowed: {', '.join(BINDING_FORMS)}", field="binding")
@@ -83,7 +86,7 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
     tcells = TCells(stages=secretion_stages, dex_hold=dex_holds_secretion)
     bkw = dict(t_states=tcells.t_states, target_states=TARGET_STATES, v1_name=v1_name)
     comps.append(BindingQE(**bkw) if binding == "qe" else BindingFull(**bkw))
-    comps += [tcells, TargetCells(), Cytokines(il6_state=il6_state, tonic=tonic_secretion), ADA(),
+    comps += [tcells, TargetCells(), Cytokines(il6_state=il6_state, tonic=tonic_secretion, priming=monocyte_priming), ADA(),
               DrugOutputs(mw_g_per_mol, src.get("MW", "data/drugs.csv")), CRSLink()]
     routes = {"SC": DoseRoute("depot", "F", "ALAG"), "IP": DoseRoute("depot", "F", "ALAG"),
               "IV_bolus": DoseRoute("central", "F2", "ALAG2"), "IV_infusion": DoseRoute("central", "F2", "ALAG2"),
@@ -104,16 +107,18 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
 # The T-cell structure options a card may set ([structure]) and their defaults (the shipped structure). A fit
 # records them per drug (qsp.calibrate.export.structure_of); a record without an option predates it: default.
 STRUCTURE_DEFAULTS = {"secretion_stages": DEFAULT_SECRETION_STAGES, "dex_holds_secretion": False,
-                      "tonic_secretion": False}
+                      "tonic_secretion": False, "monocyte_priming": False}
 
 
 def structure_options_of(model: Model) -> dict | None:
     """The T-cell and cytokine structure options of a TCE model, as its card spells them (None: the model has no
-    T cells): ``{"secretion_stages": n, "dex_holds_secretion": bool, "tonic_secretion": bool}``."""
+    T cells): ``{"secretion_stages": n, "dex_holds_secretion": bool, "tonic_secretion": bool,
+    "monocyte_priming": bool}``."""
     out = None
     for c in model.components:
         if isinstance(c, TCells):
             out = {"secretion_stages": c.stages, "dex_holds_secretion": c.dex_hold}
     if out is not None:
         out["tonic_secretion"] = any(isinstance(c, Cytokines) and c.tonic for c in model.components)
+        out["monocyte_priming"] = any(isinstance(c, Cytokines) and c.priming for c in model.components)
     return out

@@ -50,6 +50,8 @@ def test_required_parameters_follow_the_structure():
      ["[structure] dex_holds_secretion", "boolean"]),
     ({"replace": ("time_varying_cl = true", 'time_varying_cl = true\ntonic_secretion = "yes"')},
      ["[structure] tonic_secretion", "boolean"]),
+    ({"replace": ("time_varying_cl = true", 'time_varying_cl = true\nmonocyte_priming = 1')},
+     ["[structure] monocyte_priming", "boolean"]),
     ({"replace": ("weight_kg = ", "weight_kg = 740.0 #")}, ["[covariates] weight_kg"]),
     ({"units": {"KD_CD3": "uM"}}, ["[params] KD_CD3", "nM", "uM"]),
     ({"omegas": {"CL": "-0.3"}}, ["[population]", "omega"]),
@@ -99,23 +101,27 @@ def test_one_broken_card_does_not_break_the_listing(tmp_path, monkeypatch):
 
 
 def test_structure_options_reach_the_model(card_patch, tmp_path):
-    """A card's [structure] secretion_stages, dex_holds_secretion and tonic_secretion build the model they name; the
-    tonic option declares F_TONIC, which the card's [params] may then set (and without the option may not)."""
+    """A card's [structure] secretion_stages, dex_holds_secretion, tonic_secretion and monocyte_priming build the
+    model they name; the tonic option declares F_TONIC, which the card's [params] may then set (and without the
+    option may not); the priming option declares the state mono_prime and KPRIME, KPRIME_OFF, PRIME_GAIN."""
     from qsp.cards import load_card_file
     from qsp.tce import structure_options_of
 
-    options = "time_varying_cl = true\nsecretion_stages = 4\ndex_holds_secretion = true\ntonic_secretion = true"
+    options = ("time_varying_cl = true\nsecretion_stages = 4\ndex_holds_secretion = true\ntonic_secretion = true\n"
+               "monocyte_priming = true")
     text = card_patch("teclistamab").replace("time_varying_cl = true", options, 1)
     path = tmp_path / "teclistamab.toml"
     path.write_text(text)
     model = load_card_file(path).model()
     assert structure_options_of(model) == {"secretion_stages": 4, "dex_holds_secretion": True,
-                                           "tonic_secretion": True}
+                                           "tonic_secretion": True, "monocyte_priming": True}
     assert "T_new4" in model.state_names and model.param_info["F_TONIC"].value == 0.05
+    assert "mono_prime" in model.state_names and {"KPRIME", "KPRIME_OFF", "PRIME_GAIN"} <= set(model.param_info)
     shipped = load_card_file(ROOT / "models" / "teclistamab.toml").model()
     assert structure_options_of(shipped) == {"secretion_stages": 1, "dex_holds_secretion": False,
-                                             "tonic_secretion": False}
-    assert "F_TONIC" not in shipped.param_info
+                                             "tonic_secretion": False, "monocyte_priming": False}
+    assert "F_TONIC" not in shipped.param_info and "mono_prime" not in shipped.state_names
+    assert "PRIME_GAIN" not in shipped.param_info
     with_value = text.replace("[params]\n", '[params]\nF_TONIC = { value = 0.1, unit = "1", description = "tonic '
                                              'output", source = "test" }\n', 1)
     path.write_text(with_value)

@@ -216,6 +216,8 @@ BAD = [
      "fit.structure.dex_holds_secretion"),
     ("tonic-not-bool", _set(["fit", "structure"], {"tonic_secretion": {"teclistamab": "yes"}}),
      "fit.structure.tonic_secretion"),
+    ("priming-not-bool", _set(["fit", "structure"], {"monocyte_priming": {"teclistamab": 0}}),
+     "fit.structure.monocyte_priming"),
     ("unknown-option", _set(["fit", "structure"], {"secretion_stages": {"teclistamab": 1}, "stages": {}}),
      "fit.structure.stages"),
     ("typo-option", _set(["fit", "structure"], {"secretion_stage": {"teclistamab": 1}}),

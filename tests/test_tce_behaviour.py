@@ -87,3 +87,24 @@ def test_blood_t_cells_marginate_after_a_dose(drug):
     nadir = int(np.argmin(t[TS < 7]))
     assert t[nadir] < 0.8 * t[0]
     assert TS[nadir] < 3.0 and t[TS < 7][-1] > t[nadir]  # falls within days and recovers
+
+
+def test_monocyte_priming_raises_later_il6_but_leaves_the_drive_and_crs(card_patch, tmp_path):
+    """``[structure] monocyte_priming``: serum IL-6 of a later step-up dose grows relative to the first dose's, while
+    the T-cell cytokine drive (what the CRS layer reads) is the same as without priming."""
+    from qsp.cards import load_card_file
+
+    path = tmp_path / "teclistamab.toml"
+    path.write_text(card_patch("teclistamab").replace("[structure]\n", "[structure]\nmonocyte_priming = true\n", 1))
+    primed_card, plain_card = load_card_file(path), load_card("teclistamab")
+    reg, cov = plain_card.regimen(until_day=14), plain_card.covariates()
+    ts = np.linspace(0, 14, 14 * 24 + 1)
+    plain = qsp.simulate(plain_card.model(), reg, ts, covariates=cov)
+    primed = qsp.simulate(primed_card.model(), reg, ts, covariates=cov, params={"PRIME_GAIN": 3.0})
+    np.testing.assert_allclose(primed["t_cytokine_drive"], plain["t_cytokine_drive"], rtol=1e-6, atol=1e-9)
+    assert np.all(primed["il6_pg_per_ml"] >= plain["il6_pg_per_ml"] - 1e-9)
+    doses = [d.time for d in reg.expanded().doses]
+    excess = lambda r, a, b: (r["il6_pg_per_ml"][(ts >= a) & (ts < b)] - plain_card.model().param_info["IL6_0"].value).max()
+    first = excess(primed, doses[0], doses[1]) / excess(plain, doses[0], doses[1])
+    third = excess(primed, doses[2], doses[3]) / excess(plain, doses[2], doses[3])
+    assert third > first * 1.2  # priming built up over the step-up doses

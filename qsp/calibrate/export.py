@@ -140,7 +140,7 @@ def export_calibrated(fit, *, command: str | None = None, created: str | None = 
 def structure_of(space) -> dict:
     """The model structure a fit's parameters belong to, stored in the document's ``fit`` table and checked when
     the file is applied (:func:`qsp.paramsets.check_structure`): each T-cell structure option
-    (:data:`qsp.tce.STRUCTURE_DEFAULTS`: ``secretion_stages``, ``dex_holds_secretion``, ``tonic_secretion``) per
+    (:data:`qsp.tce.STRUCTURE_DEFAULTS`: ``secretion_stages``, ``dex_holds_secretion``, ``tonic_secretion``, ``monocyte_priming``) per
     drug of the fit."""
     opts = {d: structure_options_of(space.models[d]) or {} for d in space.drugs}
     names = sorted({k for o in opts.values() for k in o})

@@ -54,6 +54,27 @@ kinetics"). Chronically engaged T cells keep a reduced cytokine output rather th
 function lost in exhaustion; Wherry, Nat Immunol 2011;12:492). The value is assumed (prior wide, logit scale);
 the calibration layer fits it.
 
+**Monocyte priming by the T-cell cytokines** (``monocyte_priming = true``, a structure option of the card; default
+false): IFN-g from the secreting T cells primes monocytes/macrophages, which then make more IL-6 for the same
+later stimulus. A slow priming state ``mono_prime`` (0-1) builds with the drive and wears off over days, and raises the
+IL-6 output of the activated monocytes::
+
+      dmono_prime/dt = KPRIME X (1 - mono_prime) - KPRIME_OFF mono_prime
+      IL6            = IL6_0 + IL6_T_GAIN X + IL6_MONO_MAX (1 + PRIME_GAIN mono_prime) mono
+
+Why: in MajesTEC-1 the mean IL-6 of the patients with CRS doubles from each step-up dose to the next (5.0 ->
+10.9 -> 21.3 pg/mL after 0.06, 0.3 and 1.5 mg/kg) while the per-dose CRS incidence falls (42 -> 36 -> 25%;
+Willemin et al. CPT:PSP 2024, Fig. 1; Tecvayli US PI 5.1). Without priming, CRS and serum IL-6 both follow the
+one T-cell drive ``X``, and the joint fit over all drugs makes that drive fall over the step-ups (every drug's
+per-dose CRS falls), so the IL-6 bursts fall too (calibration/README.md, "Per-drug deviations of the secretion
+kinetics, and who pulls": the regime in which teclistamab's drive rises costs the other studies 191 nats).
+Priming lets serum IL-6 per unit of drive grow from dose to dose while the drive, and with it the CRS risk
+(:mod:`qsp.crs` reads ``X``, not IL-6), falls. IFN-g primes human macrophages' TNF and IL6 loci (sustained
+STAT1/IRF-1 occupancy and histone acetylation) so that a later stimulus induces them several-fold more, without
+inducing them itself (Qiao et al. Immunity 2013;39:454), and prevents the tolerance that would otherwise silence
+IL-6 on repeated stimulation (Chen & Ivashkiv, PNAS 2010;107:19438). The priming rate, its decay and its gain are
+assumed (wide priors); the calibration layer fits them. No CRS target sees them, only the IL-6 series.
+
 IL-6 elimination half-life ~20 min (``KEL_IL6 = ln2 / (20 min) = 49.9 /day``); baseline ``IL6_0`` ~2-5
 pg/mL. With a 20-min half-life IL-6 follows its production within ~1 h, so the default quasi-steady-state
 form removes the stiffest time scale; ``il6_state=True`` keeps IL-6 as a state (tests compare both).
@@ -90,11 +111,14 @@ LN2 = 0.6931471805599453
 class Cytokines(Component):
     name = "cytokines"
 
-    def __init__(self, *, il6_state: bool = False, tonic: bool = False, **overrides):
+    def __init__(self, *, il6_state: bool = False, tonic: bool = False, priming: bool = False, **overrides):
         if not isinstance(tonic, bool):
             raise InputError(f"tonic_secretion must be true or false, got {tonic!r}", field="tonic_secretion")
+        if not isinstance(priming, bool):
+            raise InputError(f"monocyte_priming must be true or false, got {priming!r}", field="monocyte_priming")
         self.tonic = tonic
-        v = dict(F_TONIC=0.05, IL6_0=2.8, KIL6=10.0, IL6_T_GAIN=1.0, KTGT50=3000.0, KEL_IL6=LN2 / (20.0 / 60.0 / 24.0), IL6_MONO_MAX=5000.0,
+        self.priming = priming
+        v = dict(KPRIME=0.1, KPRIME_OFF=LN2 / 7.0, PRIME_GAIN=2.0, F_TONIC=0.05, IL6_0=2.8, KIL6=10.0, IL6_T_GAIN=1.0, KTGT50=3000.0, KEL_IL6=LN2 / (20.0 / 60.0 / 24.0), IL6_MONO_MAX=5000.0,
                  MONO_EC50=35.0, MONO_HILL=2.0, KMONO_ON=3.0, KMONO_OFF=3.0, KDEX=LN2 / 1.0, DEX_IMAX=0.6,
                  DEX_IC50=4.0)
         v.update(overrides)
@@ -102,6 +126,8 @@ class Cytokines(Component):
         a = "assumed: class default set by hand to show the published behaviours (docs/mechanism_check.py)"
         sts = [State("mono", "1", "activated monocyte/macrophage fraction"),
                State("DEX", "mg", "dexamethasone effect-compartment amount")]
+        if priming:
+            sts.append(State("mono_prime", "1", "priming of monocytes/macrophages by T-cell cytokines (IFN-g)"))
         if il6_state:
             sts.insert(0, State("IL6", "pg/mL", "serum IL-6", "IL6_0"))
         self.states = tuple(sts)
@@ -137,7 +163,16 @@ class Cytokines(Component):
                     "cytokine output of an engaged T cell past its secreting phase, relative to a secreting one",
                     "assumed: engaged, primed T cells keep a low cytokine output (the MajesTEC-1 mean IL-6 before "
                     "the doses of weeks 2-3, 4.1-4.5 pg/mL against 2.8 before the first; Willemin et al. CPT:PSP "
-                    "2024, Fig. 1)", upper=1.0),) if tonic else ())
+                    "2024, Fig. 1)", upper=1.0),) if tonic else ()) + ((
+            Param("KPRIME", v["KPRIME"], "1/day per pg/mL", "priming rate of monocytes per unit of T-cell cytokine "
+                  "drive X", "assumed: a one-day burst of a few pg/mL (IL-6-equivalent) primes a sizeable share of "
+                  "the monocytes; IFN-g primes at low concentrations (Qiao et al. Immunity 2013;39:454)"),
+            Param("KPRIME_OFF", v["KPRIME_OFF"], "1/day", "decay of monocyte priming (half-life ~7 days)",
+                  "assumed: IFN-g-primed chromatin at the TNF/IL6 loci persists for days after IFN-g (Qiao et al. "
+                  "Immunity 2013;39:454); MajesTEC-1's step-up doses are 3-4 days apart"),
+            Param("PRIME_GAIN", v["PRIME_GAIN"], "1", "fold increase of the monocytes' maximal IL-6 output at full "
+                  "priming", "assumed: IFN-g priming raises TLR-induced IL-6 and TNF of human macrophages "
+                  "several-fold (Qiao et al. Immunity 2013;39:454)"),) if priming else ())
         self.outputs = (Output("il6_pg_per_ml", "pg/mL", "serum IL-6"),
                         Output("t_cytokine_drive", "pg/mL", "T-cell cytokine drive X (IL-6-equivalent)"),
                         Output("monocyte_activation", "1", "activated monocyte fraction"),
@@ -149,7 +184,8 @@ class Cytokines(Component):
         contact = tgt / (tgt + p["KTGT50"])
         secreting = y["T_act"] + p["F_TONIC"] * y["T_des"] if self.tonic else y["T_act"]
         x = p["KIL6"] * secreting * contact * (1.0 - dex_i) / p["KEL_IL6"]
-        excess = p["IL6_T_GAIN"] * x + p["IL6_MONO_MAX"] * y["mono"]
+        mono_max = p["IL6_MONO_MAX"] * (1.0 + p["PRIME_GAIN"] * y["mono_prime"]) if self.priming else p["IL6_MONO_MAX"]
+        excess = p["IL6_T_GAIN"] * x + mono_max * y["mono"]
         il6 = y["IL6"] if self.il6_state else p["IL6_0"] + excess
         return {"dex_inhibition": dex_i, "t_cytokine_drive": x, "il6_production": p["KEL_IL6"] * excess, "il6": il6}
 
@@ -157,6 +193,9 @@ class Cytokines(Component):
         on = hill(d["t_cytokine_drive"], p["MONO_EC50"], p["MONO_HILL"])
         out = {"mono": p["KMONO_ON"] * on * (1.0 - y["mono"]) - p["KMONO_OFF"] * y["mono"],
                "DEX": -p["KDEX"] * y["DEX"]}
+        if self.priming:
+            out["mono_prime"] = (p["KPRIME"] * d["t_cytokine_drive"] * (1.0 - y["mono_prime"])
+                                 - p["KPRIME_OFF"] * y["mono_prime"])
         if self.il6_state:
             out["IL6"] = d["il6_production"] - p["KEL_IL6"] * (y["IL6"] - p["IL6_0"])
         return out
