@@ -199,6 +199,8 @@ class NumpyTCE:
                 raise NotImplementedError(f"the NumPy port needs a {k} component (QE binding only); have {kinds}")
         if comps["Cytokines"].il6_state:
             raise NotImplementedError("il6_state=True is not supported by the NumPy port")
+        if comps["Cytokines"].tonic or comps["Cytokines"].priming:
+            raise NotImplementedError("tonic_secretion and monocyte_priming are not supported by the NumPy port")
         dep, pk, bnd = comps["Depot"], comps["LinearDisposition"], comps["BindingQE"]
         if dep.target != "central" or bnd.v1_name != pk.v1_name:
             raise NotImplementedError("unexpected depot target or binding volume")

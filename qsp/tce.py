@@ -66,7 +66,7 @@ def build_tce_model(name: str, values: Mapping[str, float], *, mw_g_per_mol: flo
         tonic_secretion: engaged T cells past their secreting phase keep a fraction ``F_TONIC`` of a secreting
             cell's cytokine output (:mod:`qsp.components.cytokines`).
         monocyte_priming: T-cell cytokines prime monocytes/macrophages (a slow state ``mono_prime``), which then
-            make up to ``1 + PRIME_GAIN`` times more IL-6 for the same stimulus (:mod:`qsp.components.cytokines`).
+            make up to ``1 + PRIME_GAIN`` times as much IL-6 for the same stimulus (:mod:`qsp.components.cytokines`).
     """
     if binding not in BINDING_FORMS:
         raise InputError(f"unknown binding form {binding!r}; allowed: {', '.join(BINDING_FORMS)}", field="binding")

@@ -76,7 +76,8 @@ def test_metadata_and_file(calibrated_fit):
     assert meta["unconstrained_names"] == fit.names
     assert meta["structure"] == {"secretion_stages": {"teclistamab": 1},  # checked when the file is applied
                                  "dex_holds_secretion": {"teclistamab": False},
-                                 "tonic_secretion": {"teclistamab": False}}
+                                 "tonic_secretion": {"teclistamab": False},
+                                 "monocyte_priming": {"teclistamab": False}}
     assert dt.datetime.fromisoformat(meta["created"]).tzinfo is not None
     assert "qsp_version" in meta
     assert oct(os.stat(path).st_mode & 0o777) == oct(0o644)

@@ -51,7 +51,8 @@ def test_fit_folder_records_its_structure_and_a_mismatch_is_named(calibrated_fit
     write_fit(fit, tmp_path / "fit")
     meta = json.loads((tmp_path / "fit" / "params.json").read_text())
     assert meta["structure"] == {"secretion_stages": {"teclistamab": 1}, "dex_holds_secretion": {"teclistamab": False},
-                                 "tonic_secretion": {"teclistamab": False}}
+                                 "tonic_secretion": {"teclistamab": False},
+                                 "monocyte_priming": {"teclistamab": False}}
     space = fit.problem.space
     assert structure_mismatch(space, meta) is None
     old = {k: v for k, v in meta.items() if k != "structure"}  # a folder written before the record: one stage

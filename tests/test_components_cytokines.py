@@ -1,5 +1,6 @@
 """The cytokine component's T-cell drive: secreting cells, and with ``tonic_secretion`` the engaged cells past their
-secreting phase at the fraction F_TONIC; dexamethasone lowers both."""
+secreting phase at the fraction F_TONIC; dexamethasone lowers both. With ``monocyte_priming`` the monocytes' IL-6
+output grows with the priming state, and the drive does not."""
 
 from __future__ import annotations
 

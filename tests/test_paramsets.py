@@ -364,3 +364,20 @@ def test_parameters_fitted_with_another_dexamethasone_structure_are_refused(tmp_
         with pytest.raises(InputError, match="fitted with dex_holds_secretion = ") as e:
             calibrated_values("teclistamab", model, file=_stamped(tmp_path, {"teclistamab": 1}, hold))
         assert e.value.field == "dex_holds_secretion"
+
+
+def test_parameters_fitted_without_monocyte_priming_are_refused_on_a_primed_model(tmp_path, tec):
+    """``monocyte_priming`` is recorded and checked like the other options; a file without it was fitted without."""
+    from qsp.tce import build_tce_model
+
+    primed = build_tce_model("tce-primed", {}, mw_g_per_mol=150_000.0, monocyte_priming=True)
+    doc = _doc()
+    doc["fit"]["structure"] = {"secretion_stages": {"teclistamab": 1}, "monocyte_priming": {"teclistamab": True}}
+    (tmp_path / "primed.json").write_text(json.dumps(doc))
+    assert calibrated_values("teclistamab", primed, file=read_calibrated(tmp_path / "primed.json"))
+    with pytest.raises(InputError, match="monocyte_priming") as e:
+        calibrated_values("teclistamab", tec.model(), file=read_calibrated(tmp_path / "primed.json"))
+    assert e.value.field == "monocyte_priming"
+    with pytest.raises(InputError, match="monocyte_priming") as e:  # no record: fitted without priming
+        calibrated_values("teclistamab", primed, file=_stamped(tmp_path, {"teclistamab": 1}))
+    assert e.value.field == "monocyte_priming"

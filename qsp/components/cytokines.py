@@ -170,8 +170,8 @@ class Cytokines(Component):
             Param("KPRIME_OFF", v["KPRIME_OFF"], "1/day", "decay of monocyte priming (half-life ~7 days)",
                   "assumed: IFN-g-primed chromatin at the TNF/IL6 loci persists for days after IFN-g (Qiao et al. "
                   "Immunity 2013;39:454); MajesTEC-1's step-up doses are 3-4 days apart"),
-            Param("PRIME_GAIN", v["PRIME_GAIN"], "1", "fold increase of the monocytes' maximal IL-6 output at full "
-                  "priming", "assumed: IFN-g priming raises TLR-induced IL-6 and TNF of human macrophages "
+            Param("PRIME_GAIN", v["PRIME_GAIN"], "1", "relative increase of the monocytes' maximal IL-6 output at "
+                  "full priming (output x (1 + PRIME_GAIN))", "assumed: IFN-g priming raises TLR-induced IL-6 and TNF of human macrophages "
                   "several-fold (Qiao et al. Immunity 2013;39:454)"),) if priming else ())
         self.outputs = (Output("il6_pg_per_ml", "pg/mL", "serum IL-6"),
                         Output("t_cytokine_drive", "pg/mL", "T-cell cytokine drive X (IL-6-equivalent)"),
