@@ -305,3 +305,27 @@ def test_fit_map_warm_start_note_names_another_structure_or_a_hand_made_start():
     assert note(space, same) is None
     other = {"drugs": ["teclistamab"], "structure": {"secretion_stages": {"teclistamab": 6}}}
     assert "another structure" in note(space, other) and "teclistamab = 6" in note(space, other)
+
+
+def test_variant_cards_switch_on_the_named_structure_options(tmp_path, capsys):
+    """variant_cards.py writes every card with the asked options (stages in the SC cards only, the published sBCMA
+    IIV in the BCMA cards, replacing teclistamab's assumed one); the cards validate; a non-empty folder is refused."""
+    from qsp.cards import load_card_file
+    from qsp.population import population_spec
+    from qsp.tce import structure_options_of
+
+    vc = _script("variant_cards")
+    out = tmp_path / "cards"
+    assert vc.main([str(out), "--stages-sc", "6", "--tonic", "--priming", "--sbcma-iiv"]) == 0
+    assert sorted(p.stem for p in out.glob("*.toml")) == sorted(p.stem for p in (ROOT / "models").glob("*.toml"))
+    for drug, stages in (("teclistamab", 6), ("glofitamab", 1)):
+        card = load_card_file(out / f"{drug}.toml")
+        assert structure_options_of(card.model()) == {"secretion_stages": stages, "dex_holds_secretion": False,
+                                                      "tonic_secretion": True, "monocyte_priming": True}
+    for drug in ("teclistamab", "elranatamab"):
+        text = (out / f"{drug}.toml").read_text()
+        assert text.count("STAA0 = { value = 1.346") == 1 and "STAA0 = { value = 0.6" not in text
+        assert population_spec(load_card_file(out / f"{drug}.toml")).omega["STAA0"] == 1.346
+    with pytest.raises(SystemExit):
+        vc.main([str(out), "--tonic"])
+    assert "not an empty folder" in capsys.readouterr().err
