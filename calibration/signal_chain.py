@@ -9,7 +9,8 @@ card's typical patient (no IIV) with the fit's values for that drug, printed at 
   (:mod:`qsp.components.tcells`); ``engaged``: the share engaged so far; ``secreting``: the share in the
   secreting phase;
 * ``drive``: the T-cell cytokine drive (pg/mL IL-6-equivalent, what the CRS layer reads); ``il6``: serum IL-6
-  (pg/mL); ``dex``: the dexamethasone inhibition; ``tumour``: tumour cells (blood-equivalent scale).
+  (pg/mL); ``dex``: the dexamethasone inhibition; ``tumour``: tumour cells (blood-equivalent scale); with the
+  card's ``monocyte_priming``, ``prime``: the monocytes' priming state (0-1).
 
 Per dose it also prints the rise of ``S`` the dose gives (its maximum in the dose's window less its value at
 the dose) and the drive's peak: a dose recruits only the cells between the signal already reached and its
@@ -89,13 +90,14 @@ def main(argv=None) -> int:
     run = run_drug(card, reg, days=a.horizon, premed="label", params=drug_values(meta, a.drug), parameters="prior")
     res = run.result
     t = np.asarray(res.times)
-    out = {name: np.asarray(res.outputs[key]) for name, key, _ in COLUMNS}
+    columns = COLUMNS + ((("prime", "monocyte_priming", "6.3f"),) if "monocyte_priming" in res.outputs else ())
+    out = {name: np.asarray(res.outputs[key]) for name, key, _ in columns}
     print(f"{a.drug}, {reg.name if hasattr(reg, 'name') else a.regimen or 'default regimen'}, label premedication; "
           f"typical patient at the MAP of {a.fit}")
-    print(f"{'day':>6s} " + " ".join(f"{name:>{len(format(0.0, fmt))}s}" for name, _, fmt in COLUMNS))
+    print(f"{'day':>6s} " + " ".join(f"{name:>{len(format(0.0, fmt))}s}" for name, _, fmt in columns))
     for d in days:
         i = int(np.argmin(np.abs(t - d)))
-        print(f"{t[i]:6.2f} " + " ".join(format(out[name][i], fmt) for name, _, fmt in COLUMNS))
+        print(f"{t[i]:6.2f} " + " ".join(format(out[name][i], fmt) for name, _, fmt in columns))
     dose_t = [d.time for d in drug_doses(run.regimen)]
     print("\nper dose (window to the next dose): S at the dose -> its maximum (rise); drive at the dose -> peak")
     for k, ((s0, s1, ds), (x0, x1, _)) in enumerate(zip(per_dose_rise(t, out["S"], dose_t),

@@ -108,3 +108,5 @@ def test_monocyte_priming_raises_later_il6_but_leaves_the_drive_and_crs(card_pat
     first = excess(primed, doses[0], doses[1]) / excess(plain, doses[0], doses[1])
     third = excess(primed, doses[2], doses[3]) / excess(plain, doses[2], doses[3])
     assert third > first * 1.2  # priming built up over the step-up doses
+    prime = np.asarray(primed["monocyte_priming"])
+    assert prime[0] == 0.0 and 0.0 < prime.max() < 1.0 and "monocyte_priming" not in plain.outputs

@@ -176,7 +176,8 @@ class Cytokines(Component):
         self.outputs = (Output("il6_pg_per_ml", "pg/mL", "serum IL-6"),
                         Output("t_cytokine_drive", "pg/mL", "T-cell cytokine drive X (IL-6-equivalent)"),
                         Output("monocyte_activation", "1", "activated monocyte fraction"),
-                        Output("dex_inhibition", "1", "inhibition of cytokine production by dexamethasone"))
+                        Output("dex_inhibition", "1", "inhibition of cytokine production by dexamethasone")) + (
+            (Output("monocyte_priming", "1", "priming of monocytes/macrophages by T-cell cytokines"),) if priming else ())
 
     def derive(self, t, y, p, d):
         dex_i = p["DEX_IMAX"] * y["DEX"] / (p["DEX_IC50"] + y["DEX"])
@@ -201,5 +202,8 @@ class Cytokines(Component):
         return out
 
     def output_values(self, t, y, p, d):
-        return {"il6_pg_per_ml": d["il6"], "t_cytokine_drive": d["t_cytokine_drive"],
-                "monocyte_activation": y["mono"], "dex_inhibition": d["dex_inhibition"]}
+        out = {"il6_pg_per_ml": d["il6"], "t_cytokine_drive": d["t_cytokine_drive"],
+               "monocyte_activation": y["mono"], "dex_inhibition": d["dex_inhibition"]}
+        if self.priming:
+            out["monocyte_priming"] = y["mono_prime"]
+        return out
