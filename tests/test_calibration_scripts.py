@@ -329,3 +329,21 @@ def test_variant_cards_switch_on_the_named_structure_options(tmp_path, capsys):
     with pytest.raises(SystemExit):
         vc.main([str(out), "--tonic"])
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_priming_probe_refuses_bad_grids_and_cards_without_the_option(calibrated_fit, tmp_path, capsys):
+    """priming_probe.py checks its grid and the fit folder before any work, and needs cards with the option."""
+    from qsp.calibrate.fit import write_fit
+
+    probe = _script("priming_probe")
+    with pytest.raises(SystemExit):
+        probe.main(["--fit", str(tmp_path), "--gain", "0,3"])
+    assert "--gain" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        probe.main(["--fit", str(tmp_path)])
+    assert "params.json not found" in capsys.readouterr().err
+    fit, _ = calibrated_fit
+    write_fit(fit, tmp_path / "fit")
+    with pytest.raises(SystemExit, match="no \\[structure\\] monocyte_priming"):
+        probe.main(["--fit", str(tmp_path / "fit")])
+    assert probe.unconstrained("logit", 0.5) == 0.0 and probe.unconstrained("log", 1.0) == 0.0
