@@ -74,6 +74,9 @@ STAT1/IRF-1 occupancy and histone acetylation) so that a later stimulus induces 
 inducing them itself (Qiao et al. Immunity 2013;39:454), and prevents the tolerance that would otherwise silence
 IL-6 on repeated stimulation (Chen & Ivashkiv, PNAS 2010;107:19438). The priming rate, its decay and its gain are
 assumed (wide priors); the calibration layer fits them. No CRS target sees them, only the IL-6 series.
+Outcome (calibration/README.md, "Monocyte priming"): it does not give the rising series at the joint fit's values,
+where the drive of the first step-up dose is the largest, so priming builds mostly during the first burst and
+scales every later burst about alike (``calibration/priming_probe.py``); the shipped cards keep it off.
 
 IL-6 elimination half-life ~20 min (``KEL_IL6 = ln2 / (20 min) = 49.9 /day``); baseline ``IL6_0`` ~2-5
 pg/mL. With a 20-min half-life IL-6 follows its production within ~1 h, so the default quasi-steady-state
