@@ -91,7 +91,7 @@ def main(argv=None):
                     help="parameters to report, class parameters by name or full names (default: every class "
                          "parameter of the fit)")
     ap.add_argument("--leave-out", default="", help="DRUG:KIND held out of the fit (as fit_map.py --leave-out)")
-    ap.add_argument("--out", default=None, help="CSV to write (default <FIT>/study_pull.csv)")
+    ap.add_argument("--out", default=None, help="CSV to write, or a folder to write study_pull.csv in (default <FIT>/study_pull.csv)")
     a = ap.parse_args(argv)
     meta = _fit_meta(ap, a.fit)
     folders = [s.strip() for s in a.at.split(",") if s.strip()]
@@ -105,6 +105,8 @@ def main(argv=None):
         ap.error(f"--params: {', '.join(unknown)} not in the fit; allowed: {', '.join(meta['class_params'])} "
                  "or a full name from its params.json names")
     out = Path(a.out) if a.out else Path(a.fit) / "study_pull.csv"
+    if out.is_dir():  # a folder: the table goes into it under its default name
+        out = out / "study_pull.csv"
     if not out.parent.is_dir():
         ap.error(f"--out: folder {out.parent} does not exist")
     points = [("map", list(map(float, meta["x"])))]

@@ -242,8 +242,8 @@ def test_study_pull_splits_the_objective_by_study_with_each_studys_gradient(cali
     (tmp_path / "moved").mkdir()
     (tmp_path / "moved" / "params.json").write_text(json.dumps(moved))
     _script("study_pull").main(["--fit", str(tmp_path / "fit"), "--at", str(tmp_path / "moved"),
-                                "--params", "CRS_THETA1,CRS_BETA", "--out", str(tmp_path / "pull.csv")])
-    df = pd.read_csv(tmp_path / "pull.csv")
+                                "--params", "CRS_THETA1,CRS_BETA", "--out", str(tmp_path / "moved")])
+    df = pd.read_csv(tmp_path / "moved" / "study_pull.csv")  # --out a folder: the table goes in it
     at_map = df[df.point == "map"].set_index("study")
     assert {"prior", "MajesTEC-1"} <= set(at_map.index)
     assert at_map.neg_log_term.sum() == pytest.approx(fit.map.value, rel=1e-6)  # the terms add up to the objective
