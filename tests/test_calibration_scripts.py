@@ -331,6 +331,32 @@ def test_variant_cards_switch_on_the_named_structure_options(tmp_path, capsys):
     assert "not an empty folder" in capsys.readouterr().err
 
 
+def test_variant_cards_correlate_sbcma_with_tumour_burden(tmp_path):
+    """``--sbcma-tumour-corr`` adds the TUMOR0-STAA0 correlation to the BCMA cards only, next to the card's own
+    correlations (teclistamab: none) or the population defaults (elranatamab sets none: CL-V1 0.4 kept); the
+    virtual patients drawn from the card then carry it (log-scale correlation near 0.73 over 2,000 patients)."""
+    from qsp.cards import load_card_file
+    from qsp.population import population_spec, sample_population
+
+    vc = _script("variant_cards")
+    assert vc.SBCMA_TUMOUR_CORR == 0.73  # 2 sin(pi 0.710 / 6)
+    out = tmp_path / "cards"
+    assert vc.main([str(out), "--sbcma-iiv", "--sbcma-tumour-corr"]) == 0
+    tec = population_spec(load_card_file(out / "teclistamab.toml"))
+    elr = population_spec(load_card_file(out / "elranatamab.toml"))
+    assert tec.correlations == {("TUMOR0", "STAA0"): 0.73}
+    assert elr.correlations == {("CL", "V1"): 0.4, ("TUMOR0", "STAA0"): 0.73}
+    assert "Ghermezi" in (out / "teclistamab.toml").read_text().split("correlations = [[")[0].rsplit("\n", 2)[-2]
+    epc = population_spec(load_card_file(out / "epcoritamab.toml"))
+    assert not any("STAA0" in pair for pair in epc.correlations)
+    card = load_card_file(out / "teclistamab.toml")
+    pop = sample_population(card.model(), 2000, seed=3, spec=tec)
+    r = np.corrcoef(np.log(pop.params["TUMOR0"]), np.log(pop.params["STAA0"]))[0, 1]
+    assert r == pytest.approx(0.73, abs=0.04)
+    with pytest.raises(SystemExit, match="already correlates TUMOR0 and STAA0"):
+        vc.with_sbcma_tumour_corr("teclistamab", (out / "teclistamab.toml").read_text())
+
+
 def test_priming_probe_refuses_bad_grids_and_cards_without_the_option(calibrated_fit, tmp_path, capsys):
     """priming_probe.py checks its grid and the fit folder before any work, and needs cards with the option."""
     from qsp.calibrate.fit import write_fit
