@@ -357,6 +357,37 @@ def test_variant_cards_correlate_sbcma_with_tumour_burden(tmp_path):
         vc.with_sbcma_tumour_corr("teclistamab", (out / "teclistamab.toml").read_text())
 
 
+def test_il6_tail_peaks_per_dose_window_and_the_share_of_the_top_patients():
+    mod = _script("il6_tail")
+    ts = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    x = np.array([[1.0, 5.0, 2.0, 1.0, 9.0, 3.0], [2.0, 2.0, 2.0, 7.0, 1.0, 1.0]])
+    assert mod.window_peaks(ts, x, np.array([0.0, 3.0])).tolist() == [[5.0, 9.0], [2.0, 7.0]]
+    assert np.isnan(mod.window_peaks(ts, x, np.array([0.0, 5.5]))[:, 1]).all()  # no output time in [5.5, inf)
+    v, w = np.array([100.0, 1.0, 1.0, 1.0]), np.array([1.0, 1.0, 1.0, 0.0])
+    assert mod.carried_share(v, w, 1) == pytest.approx(100.0 / 102.0)  # weight 0 carries nothing
+    assert mod.carried_share(v, w, 4) == pytest.approx(1.0)
+
+
+def test_il6_tail_prints_a_fits_patients_and_refuses_a_study_of_another_drug(calibrated_fit, tmp_path, capsys):
+    import re
+
+    from qsp.calibrate.fit import write_fit
+
+    fit, _ = calibrated_fit
+    write_fit(fit, tmp_path / "fit")
+    mod = _script("il6_tail")
+    with pytest.raises(SystemExit):
+        mod.main(["--fit", str(tmp_path / "fit"), "--study", "MagnetisMM-pooled"])
+    assert "--study" in capsys.readouterr().err
+    assert mod.main(["--fit", str(tmp_path / "fit"), "--top", "2", "--doses", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+    assert [int(r[0]) for r in rows] == [1, 2, 3]
+    for _, _, mean, median, share in rows:
+        assert float(mean) > 0 and float(median) > 0 and 0 < float(share) <= 1
+    assert "STAA0" in out and "TUMOR0" in out  # the drawn IIV is listed
+
+
 def test_priming_probe_refuses_bad_grids_and_cards_without_the_option(calibrated_fit, tmp_path, capsys):
     """priming_probe.py checks its grid and the fit folder before any work, and needs cards with the option."""
     from qsp.calibrate.fit import write_fit
