@@ -12,6 +12,11 @@ and returns what the engine's trial returns in the benchmark: IL-6 and serum dru
 the per-dose IL-6 peak sampled on ``k`` points of every integration segment (post-jump state at its start;
 a segment belongs to the dose window of its start; :func:`qsp.trial`'s definition).
 
+The structures are those :class:`numpy_tce.NumpyTCE` accepts (its ``NotImplementedError`` for the others):
+``secretion_stages`` (transit stages ``T_new`` ... ``T_new<n>``) and ``tonic_secretion`` included; the vector
+field is compiled per structure, so the default one (one stage, no tonic secretion) compiles the arithmetic it
+always had.
+
 Needs the ``bench`` extra (``pip install -e '.[bench]'``): numba and numbalsoda; numbalsoda builds from
 source and needs a Fortran compiler (Debian/Ubuntu: ``apt-get install gfortran``; conda: ``gfortran``).
 """
@@ -56,12 +61,16 @@ def make_rhs(nt: NumpyTCE):
     n = nt.n_states
     i_dep, i_c, i_p, i_tr, i_tn, i_ta, i_td, i_mg, i_tu, i_no, i_mo, i_dx, i_ad = nt._idx
     two_cmt, time_varying = nt.two_cmt, nt.time_varying
+    multi, tonic = nt._multi, nt.tonic  # secretion stages > 1; tonic secretion (compile-time constants)
+    tn_idx = nt._tn_idx  # T_new, T_new2 ... T_new<n>
+    n_tn = len(tn_idx)
+    n_stages = float(nt.stages)
     L = N_PAR + n
     (KA, CL, V1, Q, V2, CLSS, KCL, KD3, KDT, CHI, CD3, TAA, S0, KDS, KP, KINT, KDEG_S, POOL, KSSP, KINTP,
      T0, KACT, TPT50, HILL, KSEC, KDEACT, KREC, KPROLIF, TMAX_FOLD, KAICD, KHOMEO, KMARG, MARG_MAX, KRET,
      NORMAL0, KGROW, KKILL, KKILL_NORMAL, TPC50, KNRM, IL6_0, KIL6, KTGT50, KEL_IL6, IL6_MONO_MAX, MONO_EC50,
      MONO_HILL, KMONO_ON, KMONO_OFF, KDEX, DEX_IMAX, DEX_IC50, ADA_POS, ADA_ONSET, ADA_WIDTH, ADA_KRISE, ADA_EMAX,
-     ADA50) = range(N_PAR)
+     ADA50, F_TONIC, IL6_T_GAIN) = range(N_PAR)
 
     @nb.cfunc(lsoda_sig)
     def rhs(t, y_, du_, p_):
@@ -71,7 +80,17 @@ def make_rhs(nt: NumpyTCE):
         dep, cen, tr, tn, ta, td, mg = y[i_dep], y[i_c], y[i_tr], y[i_tn], y[i_ta], y[i_td], y[i_mg]
         tu, no, mono, dex, ada = y[i_tu], y[i_no], y[i_mo], y[i_dx], y[i_ad]
         v1 = p[V1]
-        t_cells = tr + tn + ta + td
+        if multi:  # the binding sums T_rest, T_new ... T_new<n>, T_act, T_des in that order; T_new over its stages
+            t_cells = tr
+            tn = 0.0
+            for j in range(n_tn):
+                t_cells = t_cells + y[tn_idx[j]]
+                tn = tn + y[tn_idx[j]]
+            t_cells = t_cells + ta + td
+            t_sum = tr + tn + ta + td
+        else:
+            t_cells = tr + tn + ta + td
+            t_sum = t_cells
         tgt = tu + no
         r3_tot = t_cells * p[CD3] * NMPC
         rt_tot = tgt * p[TAA] * NMPC
@@ -81,7 +100,7 @@ def make_rhs(nt: NumpyTCE):
         tpt = tri * PER_CELL / (t_cells if t_cells > 1e-12 else 1e-12)
         tpc = tri * PER_CELL / (tgt if tgt > 1e-12 else 1e-12)
         sig = _hill(tpt, p[TPT50], p[HILL])
-        tot = t_cells if t_cells > 1e-12 else 1e-12
+        tot = t_sum if t_sum > 1e-12 else 1e-12
         eng = tn + ta + td
         u = tot * _ramp(sig - eng / tot)
         phi = p[KACT] * u
@@ -90,7 +109,10 @@ def make_rhs(nt: NumpyTCE):
         kill_n = p[KKILL_NORMAL] * eff
         dex_i = p[DEX_IMAX] * dex / (p[DEX_IC50] + dex)
         contact = tgt / (tgt + p[KTGT50])
-        x_t = p[KIL6] * ta * contact * (1.0 - dex_i) / p[KEL_IL6]
+        if tonic:  # engaged cells past the secreting phase keep F_TONIC of the output
+            x_t = p[KIL6] * (ta + p[F_TONIC] * td) * contact * (1.0 - dex_i) / p[KEL_IL6]
+        else:
+            x_t = p[KIL6] * ta * contact * (1.0 - dex_i) / p[KEL_IL6]
         cl_factor = 1.0 + p[ADA_EMAX] * ada / (p[ADA50] + ada)
         flux_a = p[KA] * dep
         if time_varying:
@@ -114,8 +136,15 @@ def make_rhs(nt: NumpyTCE):
         if two_cmt:
             du[i_p] += flux_p
         du[i_tr] += -phi + rec + homeo
-        du[i_tn] += phi - p[KSEC] * tn
-        du[i_ta] += p[KSEC] * tn + prolif - (p[KDEACT] + p[KAICD]) * ta
+        if multi:  # transit stages of rate n KSEC each
+            k = n_stages * p[KSEC]
+            du[i_tn] += phi - k * y[i_tn]
+            for j in range(1, n_tn):
+                du[tn_idx[j]] += k * (y[tn_idx[j - 1]] - y[tn_idx[j]])
+            du[i_ta] += k * y[tn_idx[n_tn - 1]] + prolif - (p[KDEACT] + p[KAICD]) * ta
+        else:
+            du[i_tn] += phi - p[KSEC] * tn
+            du[i_ta] += p[KSEC] * tn + prolif - (p[KDEACT] + p[KAICD]) * ta
         du[i_td] += p[KDEACT] * ta - rec
         du[i_mg] += p[KMARG] * (u / tot) * (p[MARG_MAX] - mg) - p[KRET] * mg
         du[i_tu] += (p[KGROW] - kill) * tu
@@ -129,15 +158,19 @@ def make_rhs(nt: NumpyTCE):
         dex = y[i_dx]
         tgt = y[i_tu] + y[i_no]
         dex_i = p[DEX_IMAX] * dex / (p[DEX_IC50] + dex)
-        x_t = p[KIL6] * y[i_ta] * (tgt / (tgt + p[KTGT50])) * (1.0 - dex_i) / p[KEL_IL6]
-        return p[IL6_0] + x_t + p[IL6_MONO_MAX] * y[i_mo]
+        secreting = y[i_ta] + p[F_TONIC] * y[i_td] if tonic else y[i_ta]  # T_act (+ F_TONIC T_des)
+        x_t = p[KIL6] * secreting * (tgt / (tgt + p[KTGT50])) * (1.0 - dex_i) / p[KEL_IL6]
+        return p[IL6_0] + p[IL6_T_GAIN] * x_t + p[IL6_MONO_MAX] * y[i_mo]
 
     @nb.njit
     def serum_nm(y, p):
         tot = y[i_c] / p[V1]
         if not p[POOL] > 0.0:
             return tot
-        t_cells = y[i_tr] + y[i_tn] + y[i_ta] + y[i_td]
+        t_cells = y[i_tr]
+        for j in range(n_tn):
+            t_cells = t_cells + y[tn_idx[j]]
+        t_cells = t_cells + y[i_ta] + y[i_td]
         tgt = y[i_tu] + y[i_no]
         res = _free_drug(tot, t_cells * p[CD3] * NMPC, tgt * p[TAA] * NMPC, p[S0], p[KD3], p[KDT], p[KDS], p[CHI],
                          p[KP], p[POOL], p[KSSP])

@@ -22,7 +22,11 @@ amount times the route's F; infusions are constant rates ``amount * F / duration
 breakpoint is the post-jump (right-continuous) state.
 
 Only ``binding="qe"`` with ``il6_state=False`` is supported (other compositions raise
-``NotImplementedError``); 1- and 2-compartment PK, with or without time-varying clearance, are.
+``NotImplementedError``); 1- and 2-compartment PK, with or without time-varying clearance, are. Of the card's
+T-cell/cytokine structure options, ``secretion_stages`` (1 to ``MAX_SECRETION_STAGES`` transit stages
+``T_new`` ... ``T_new<n>`` of rate ``n KSEC`` each) and ``tonic_secretion`` (drive from ``T_act + F_TONIC T_des``)
+are supported; ``monocyte_priming`` and ``dex_holds_secretion`` raise ``NotImplementedError``. The default
+structure (one stage, no tonic secretion) takes the same arithmetic path as before these options existed.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from qsp.components.binding import N_NEWTON, NEWTON_MAX, NEWTON_TOL, NM_PER_CELL_RECEPTOR
-from qsp.components.tcells import RAMP_DELTA
+from qsp.components.tcells import MAX_SECRETION_STAGES, RAMP_DELTA, t_new_states, t_states as tcell_states
 
 _exp, _log, _sqrt = math.exp, math.log, math.sqrt
 _PER_CELL = 1.0 / NM_PER_CELL_RECEPTOR
@@ -50,6 +54,7 @@ _PARAM_ORDER = (
     "IL6_0", "KIL6", "KTGT50", "KEL_IL6", "IL6_MONO_MAX", "MONO_EC50", "MONO_HILL", "KMONO_ON", "KMONO_OFF", "KDEX",
     "DEX_IMAX", "DEX_IC50",
     "ADA_POS", "ADA_ONSET", "ADA_WIDTH", "ADA_KRISE", "ADA_EMAX", "ADA50",
+    "F_TONIC", "IL6_T_GAIN",  # F_TONIC: only with tonic_secretion (0.0 otherwise, unused); IL6_T_GAIN: IL-6 output
 )
 
 
@@ -180,8 +185,9 @@ class NumpyTCE:
     """Hand-written NumPy/``math`` right-hand side of a TCE model (QE binding, IL-6 QSS).
 
     ``model`` is a :class:`qsp.model.Model` from :func:`qsp.tce.build_tce_model` (``binding="qe"``,
-    ``il6_state=False``). The structure (1-/2-compartment, time-varying CL, state order, routes) is read
-    from its components; parameter values are passed per call as a dict (``model.params({...})``).
+    ``il6_state=False``, no ``monocyte_priming``, no ``dex_holds_secretion``). The structure (1-/2-compartment,
+    time-varying CL, secretion stages, tonic secretion, state order, routes) is read from its components;
+    parameter values are passed per call as a dict (``model.params({...})``).
     """
 
     _KNOWN = {"Depot", "LinearDisposition", "BindingQE", "TCells", "TargetCells", "Cytokines", "ADA",
@@ -199,8 +205,17 @@ class NumpyTCE:
                 raise NotImplementedError(f"the NumPy port needs a {k} component (QE binding only); have {kinds}")
         if comps["Cytokines"].il6_state:
             raise NotImplementedError("il6_state=True is not supported by the NumPy port")
-        if comps["Cytokines"].tonic or comps["Cytokines"].priming:
-            raise NotImplementedError("tonic_secretion and monocyte_priming are not supported by the NumPy port")
+        tc, cy = comps["TCells"], comps["Cytokines"]
+        if cy.priming:
+            raise NotImplementedError("monocyte_priming = true is not supported by the NumPy/numba ports (the "
+                                      "mono_prime state and PRIME_GAIN are not transcribed); secretion_stages and "
+                                      "tonic_secretion are")
+        if tc.dex_hold:
+            raise NotImplementedError("dex_holds_secretion = true is not supported by the NumPy/numba ports; "
+                                      "secretion_stages and tonic_secretion are")
+        stages = tc.stages
+        if isinstance(stages, bool) or not isinstance(stages, int) or not 1 <= stages <= MAX_SECRETION_STAGES:
+            raise NotImplementedError(f"secretion_stages must be 1 to {MAX_SECRETION_STAGES}, got {stages!r}")
         dep, pk, bnd = comps["Depot"], comps["LinearDisposition"], comps["BindingQE"]
         if dep.target != "central" or bnd.v1_name != pk.v1_name:
             raise NotImplementedError("unexpected depot target or binding volume")
@@ -213,11 +228,17 @@ class NumpyTCE:
         self._ka = dep.ka_name
         t_states = tuple(bnd.t_states)
         tg_states = tuple(bnd.target_states)
-        if t_states != ("T_rest", "T_new", "T_act", "T_des") or tg_states != ("tumour", "normal_target"):
+        expected = tcell_states(stages)  # T_rest, T_new ... T_new<n>, T_act, T_des: the pool that carries CD3
+        if t_states != expected or tuple(tc.t_states) != expected or tg_states != ("tumour", "normal_target"):
             raise NotImplementedError(f"unexpected cell states {t_states} {tg_states}")
+        self.stages = stages
+        self.tonic = bool(cy.tonic)
+        self._multi = stages > 1  # the default (one stage) keeps its own arithmetic path in _rhs
         self._idx = (ix[dep.name], ix["central"], ix["peripheral"] if self.two_cmt else -1,
                      ix["T_rest"], ix["T_new"], ix["T_act"], ix["T_des"], ix["marg"], ix["tumour"], ix["normal_target"],
                      ix["mono"], ix["DEX"], ix["ADA"])
+        self._tn_idx = tuple(ix[n] for n in t_new_states(stages))  # T_new, T_new2 ... T_new<n>
+        self._t_idx = tuple(ix[n] for n in expected)  # the binding's T-cell pool, in its summation order
         self._il6_idx = (ix["T_act"], ix["tumour"], ix["normal_target"], ix["mono"], ix["DEX"])
         # Routes, in model.route_names order: (state index, F param or None, lag param or None).
         self.route_names = tuple(model.route_names)
@@ -251,7 +272,8 @@ class NumpyTCE:
          NORMAL0, KGROW, KKILL, KKILL_NORMAL, TPC50, KNRM,
          IL6_0, KIL6, KTGT50, KEL_IL6, IL6_MONO_MAX, MONO_EC50, MONO_HILL, KMONO_ON, KMONO_OFF, KDEX, DEX_IMAX,
          DEX_IC50,
-         ADA_POS, ADA_ONSET, ADA_WIDTH, ADA_KRISE, ADA_EMAX, ADA50) = pp
+         ADA_POS, ADA_ONSET, ADA_WIDTH, ADA_KRISE, ADA_EMAX, ADA50, F_TONIC, _IL6_T_GAIN) = pp
+        multi = self._multi
         i_dep, i_c, i_p, i_tr, i_tn, i_ta, i_td, i_mg, i_tu, i_no, i_mo, i_dx, i_ad = self._idx
         yl = y.tolist()
         dep = yl[i_dep]
@@ -268,7 +290,17 @@ class NumpyTCE:
         ada = yl[i_ad]
 
         # derive: binding (QE); the T-cell pool (blood + marginated) carries CD3
-        t_cells = tr + tn + ta + td
+        if multi:  # secretion stages: the binding sums T_rest, T_new ... T_new<n>, T_act, T_des in that order
+            tns = [yl[i] for i in self._tn_idx]
+            t_cells = tr
+            for v in tns:
+                t_cells = t_cells + v
+            t_cells = t_cells + ta + td
+            tn = sum(tns)  # T_new over its stages (as qsp.components.tcells)
+            t_sum = tr + tn + ta + td
+        else:
+            t_cells = tr + tn + ta + td
+            t_sum = t_cells
         tgt = tu + no
         r3_tot = t_cells * CD3 * NM_PER_CELL_RECEPTOR
         rt_tot = tgt * TAA * NM_PER_CELL_RECEPTOR
@@ -278,7 +310,7 @@ class NumpyTCE:
         tpc = tri * _PER_CELL / (tgt if tgt > 1e-12 else 1e-12)
         # derive: T cells, targets, cytokines, ADA
         sig = _hill(tpt, TPT50, HILL)
-        tot = t_cells if t_cells > 1e-12 else 1e-12
+        tot = t_sum if t_sum > 1e-12 else 1e-12
         eng = tn + ta + td
         u = tot * _ramp(sig - eng / tot)
         phi = KACT * u
@@ -287,7 +319,10 @@ class NumpyTCE:
         kill_n = KKILL_NORMAL * eff
         dex_i = DEX_IMAX * dex / (DEX_IC50 + dex)
         contact = tgt / (tgt + KTGT50)
-        x_t = KIL6 * ta * contact * (1.0 - dex_i) / KEL_IL6
+        if self.tonic:  # engaged cells past the secreting phase keep F_TONIC of the output
+            x_t = KIL6 * (ta + F_TONIC * td) * contact * (1.0 - dex_i) / KEL_IL6
+        else:
+            x_t = KIL6 * ta * contact * (1.0 - dex_i) / KEL_IL6
         cl_factor = 1.0 + ADA_EMAX * ada / (ADA50 + ada)
 
         # rates: depot, disposition, binding losses
@@ -314,8 +349,16 @@ class NumpyTCE:
         if i_p >= 0:
             out[i_p] = flux_p
         out[i_tr] = -phi + rec + homeo
-        out[i_tn] = phi - KSEC * tn
-        out[i_ta] = KSEC * tn + prolif - (KDEACT + KAICD) * ta
+        if multi:  # transit stages of rate n KSEC each
+            k = self.stages * KSEC
+            tn_idx = self._tn_idx
+            out[i_tn] = phi - k * tns[0]
+            for j in range(1, len(tns)):
+                out[tn_idx[j]] = k * (tns[j - 1] - tns[j])
+            out[i_ta] = k * tns[-1] + prolif - (KDEACT + KAICD) * ta
+        else:
+            out[i_tn] = phi - KSEC * tn
+            out[i_ta] = KSEC * tn + prolif - (KDEACT + KAICD) * ta
         out[i_td] = KDEACT * ta - rec
         out[i_mg] = KMARG * (u / tot) * (MARG_MAX - mg) - KRET * mg
         out[i_tu] = (KGROW - kill) * tu
@@ -335,8 +378,9 @@ class NumpyTCE:
         dex_i = p["DEX_IMAX"] * dex / (p["DEX_IC50"] + dex)
         tgt = tu + no
         contact = tgt / (tgt + p["KTGT50"])
-        x_t = p["KIL6"] * ta * contact * (1.0 - dex_i) / p["KEL_IL6"]
-        return np.asarray(p["IL6_0"] + x_t + p["IL6_MONO_MAX"] * mono)
+        secreting = ta + p["F_TONIC"] * y[self._idx[6]] if self.tonic else ta  # T_act (+ F_TONIC T_des)
+        x_t = p["KIL6"] * secreting * contact * (1.0 - dex_i) / p["KEL_IL6"]
+        return np.asarray(p["IL6_0"] + p["IL6_T_GAIN"] * x_t + p["IL6_MONO_MAX"] * mono)
 
     def central_conc(self, y, p) -> np.ndarray:
         """Serum drug, nM (``conc_nM``): total drug of the central compartment minus the tissue target pool."""
@@ -350,7 +394,7 @@ class NumpyTCE:
         out = np.empty_like(flat_tot)
         for j in range(flat_tot.size):  # the pool-bound part needs the free drug of each state (QE solve)
             yj = flat_y[:, j]
-            t_cells = sum(yj[self._idx[k]] for k in (3, 4, 5, 6))
+            t_cells = sum(yj[i] for i in self._t_idx)
             tgt = yj[self._idx[8]] + yj[self._idx[9]]
             res = free_drug(flat_tot[j], t_cells * p["CD3_PER_TCELL"] * NM_PER_CELL_RECEPTOR,
                             tgt * p["TAA_PER_CELL"] * NM_PER_CELL_RECEPTOR, p["STAA0"], p["KD_CD3"], p["KD_TAA"],

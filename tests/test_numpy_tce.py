@@ -1,4 +1,5 @@
 """The NumPy/SciPy peer of the benchmark (benchmarks/numpy_tce.py) has the same equations as the JAX model."""
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import qsp  # noqa: E402
 from qsp.cards import load_card  # noqa: E402
 from qsp.drugrun import with_premedication  # noqa: E402
 from qsp.events import regimen_to_events  # noqa: E402
+from qsp.tce import build_tce_model, structure_options_of  # noqa: E402
 from numpy_tce import NumpyTCE, solve_patient  # noqa: E402
 
 TS = np.arange(36.0)
@@ -113,3 +115,97 @@ def test_solve_matches_simulate_teclistamab(tec, over):
     pre, post = sol.dense(np.array([t_dose - 1e-9, t_dose]))[:, i_dep]
     amt = ev.jump_amount[np.flatnonzero(ev.jump_time == 6.0)[0]] * p["F"]
     assert post - pre == pytest.approx(amt, rel=1e-6)
+
+
+# Card structure options the ports support: secretion stages (T_new ... T_new6 of rate 6 KSEC) and tonic secretion
+# (drive from T_act + F_TONIC T_des); F_TONIC and IL6_T_GAIN away from their defaults so that both terms show.
+VARIANTS = {"stages6": {"secretion_stages": 6}, "tonic": {"tonic_secretion": True},
+            "stages6_tonic": {"secretion_stages": 6, "tonic_secretion": True}}
+
+
+def variant_card(name, structure):
+    """The card ``name`` with its [structure] options replaced (the model it builds has them)."""
+    card = load_card(name)
+    return dataclasses.replace(card, structure={**card.structure, **structure})
+
+
+def variant_overrides(model):
+    return {"IL6_T_GAIN": 0.7, **({"F_TONIC": 0.2} if "F_TONIC" in model.param_info else {})}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def tec_variant(request):
+    structure = VARIANTS[request.param]
+    card = variant_card("teclistamab", structure)
+    model = card.model()
+    assert {k: structure_options_of(model)[k] for k in structure} == structure
+    cov = card.covariates()
+    reg = with_premedication(card.regimen(until_day=35), "label")
+    over = variant_overrides(model)
+    res = qsp.simulate(model, reg, TS, over, covariates=cov, **TOL)
+    assert int(res.status) == 0
+    return structure, model, cov, reg, over, res
+
+
+def test_rhs_matches_jax_structure_options(tec_variant):
+    """Secretion stages and tonic secretion: the port's vector field, IL-6 and serum drug equal the JAX model's on
+    the label trajectory and on states scattered around it (every stage different from its neighbours)."""
+    structure, model, cov, reg, over, res = tec_variant
+    nt = NumpyTCE(model)
+    stages = structure.get("secretion_stages", 1)
+    assert nt.stages == stages and nt.tonic == structure.get("tonic_secretion", False)
+    assert len(nt._tn_idx) == stages and ("T_new6" in model.state_names) == (stages == 6)
+    p = model.params(over)
+    ys = np.stack([res.states[n] for n in model.state_names], -1)
+    assert np.all(ys[:, nt._tn_idx].max(axis=0) > 1.0)  # the transit chain is populated
+    _check_rhs(model, TS, ys, p)
+    rng = np.random.default_rng(1)
+    scattered = ys[1::3] * np.exp(rng.normal(0.0, 0.5, ys[1::3].shape))
+    rate = np.zeros(len(model.state_names))
+    rate[model.state_names.index("central")] = 2.0
+    _check_rhs(model, TS[1::3], scattered, p, rate)
+    if nt.tonic:  # the tonic term is not negligible here (the check above would not see it otherwise)
+        il6_off = nt.il6(0.0, ys.T, {**p, "F_TONIC": 0.0})
+        assert np.max(np.abs(nt.il6(0.0, ys.T, p) / il6_off - 1.0)) > 1e-3
+
+
+def test_solve_matches_simulate_structure_options(tec_variant):
+    """Solved with SciPy, the port follows the JAX model's IL-6 and serum drug with the structure options too."""
+    structure, model, cov, reg, over, res = tec_variant
+    p = model.params(over)
+    nt = NumpyTCE(model)
+    ev = regimen_to_events(model, reg, cov)
+    sol = solve_patient(nt, p, ev, TS, **TOL)
+    assert sol.status == 0
+    np.testing.assert_allclose(nt.il6(TS, sol.ys.T, p), res["il6_pg_per_ml"], rtol=1e-4)
+    conc, cref = nt.central_conc(sol.ys.T, p), res["conc_nM"]
+    assert np.all(np.abs(conc - cref) <= 1e-4 * np.abs(cref) + 1e-9 * cref.max())
+    for n in model.state_names:  # every state, the transit stages included
+        ref = np.asarray(res.states[n])
+        got = sol.ys[:, model.state_names.index(n)]
+        assert np.all(np.abs(got - ref) <= 1e-4 * np.abs(ref) + 1e-7 * np.abs(ref).max() + 1e-12), n
+
+
+def test_rhs_matches_jax_max_stages_random_states():
+    """The most secretion stages a card may ask for (20), with tonic secretion, at random states; epcoritamab (SC,
+    2-cmt, constant CL) for its tissue target pool, whose bound drug depends on the T cells' CD3 (serum drug)."""
+    from qsp.components.tcells import MAX_SECRETION_STAGES
+
+    model = variant_card("epcoritamab", {"secretion_stages": MAX_SECRETION_STAGES, "tonic_secretion": True}).model()
+    nt = NumpyTCE(model)
+    assert nt.stages == MAX_SECRETION_STAGES and len(nt._tn_idx) == MAX_SECRETION_STAGES
+    p = model.params(variant_overrides(model))
+    assert p["TMDD_BASE"] > 0.0
+    rng = np.random.default_rng(2)
+    y0 = nt.initial_state(p)
+    ys = np.abs(y0 + rng.uniform(0.0, 1.0, (12, y0.shape[0])) * np.maximum(y0, 50.0))
+    ys[:, model.state_names.index("central")] *= 20.0
+    _check_rhs(model, np.linspace(0.0, 30.0, 12), ys, p)
+
+
+@pytest.mark.parametrize("option", ["monocyte_priming", "dex_holds_secretion"])
+def test_unsupported_structure_options_are_refused(option):
+    """Options the ports do not transcribe raise NotImplementedError naming the option (also with the others)."""
+    model = build_tce_model("x", {}, mw_g_per_mol=148_000.0, secretion_stages=3, tonic_secretion=True, **{option: True})
+    with pytest.raises(NotImplementedError, match=f"{option} = true is not supported"):
+        NumpyTCE(model)
