@@ -5,11 +5,17 @@ with the mean over the fit's virtual patients weighted by each one's probability
 (:mod:`qsp.calibrate.likelihood`). An arithmetic mean of a heavy-tailed quantity can be carried by a few
 patients. For one study at a fit's MAP, on the fit's own virtual patients, this prints per dose:
 
-* the CRS-weighted mean and the median of the patients' IL-6 peaks in the dose's window ``[t_k, t_k+1)``;
-* the share of the weighted mean carried by the ``--top`` patients with the highest peak after that dose;
+* the CRS-weighted mean and the median of the patients' own IL-6 peaks in the dose's window ``[t_k, t_k+1)``
+  (a mean of each patient's peak, which is never below the peak of the weighted mean curve that the likelihood
+  compares with the published points);
+* the share of that weighted mean carried by the ``--top`` patients ranked by their peak after that dose;
 
 and then the ``--top`` patients with the highest peak after ``--dose``: their weight, peaks per dose, per-dose
-CRS probabilities and the values of every parameter that varies between patients (the drawn IIV).
+CRS probabilities, their CRS random effect (``CRS_OMEGA z``, log-odds) and prior-TCR status (both set the weight
+with the solve), and the values of every parameter that varies between patients (the drawn IIV).
+
+Only studies with an IL-6 mean over patients with CRS (selection ``crs_patients_before_tocilizumab``) whose label
+regimen reproduces their dosing are accepted: for the others the likelihood does not weigh patients this way.
 
     python calibration/il6_tail.py --fit calibration/fits/map
     QSP_MODELS_DIR=<cards> python calibration/il6_tail.py --fit <DIR>/fit --top 5
@@ -26,6 +32,16 @@ import numpy as np
 import pandas as pd
 
 IL6 = "il6_pg_per_ml"
+SELECTION = "crs_patients_before_tocilizumab"
+
+
+def eligible_studies(targets, drugs) -> list[str]:
+    """Studies of ``drugs`` with an IL-6 mean over patients with CRS, on a label regimen that reproduces them."""
+    ts = targets.on_label_regimen()
+    tc = ts.timecourses
+    ids = set(tc.study_id[(tc.quantity == IL6) & (tc.statistic == "mean") & (tc.selection == SELECTION)])
+    st = ts.studies
+    return [s for s in st.study_id[st.drug.isin(list(drugs))] if s in ids]
 
 
 def window_peaks(ts: np.ndarray, x: np.ndarray, dose_t: np.ndarray) -> np.ndarray:
@@ -70,23 +86,38 @@ def main(argv=None) -> int:
     from qsp.cards import load_card
     from qsp.simulate import STATUS_OK
 
-    meta = json.loads(meta_file.read_text())
-    targets = load_targets(meta.get("targets"))
-    studies = targets.studies[targets.studies.drug.isin(meta["drugs"])]
-    if a.study not in set(studies.study_id):
-        ap.error(f"--study: {a.study!r} is not a study of the fit's drugs; allowed: {', '.join(studies.study_id)}")
-    space = ParameterSpace({d: load_card(d).model() for d in meta["drugs"]}, class_params=meta["class_params"],
-                           drug_params=meta["drug_params"], deviations=meta["deviations"])
-    why = structure_mismatch(space, meta)
-    if why:
-        raise SystemExit(f"error: {why}")
-    _, unravel = space.flatten(space.init())
-    theta = unravel(jnp.asarray(np.asarray(meta["x"], float)))
-    problem = build_problem(space, targets, patients=meta["patients"], seed=meta["seed"], studies=[a.study],
-                            stratified=meta.get("stratified", False))
+    from qsp.errors import InputError
+
+    try:
+        meta = json.loads(meta_file.read_text())
+        drugs = list(meta["drugs"])
+        targets = load_targets(meta.get("targets"))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        ap.error(f"--fit: {meta_file} is not a fit's params.json ({type(e).__name__}: {e})")
+    except InputError as e:
+        ap.error(f"--fit: the fit's target tables do not load: {e}")
+    allowed = eligible_studies(targets, drugs)
+    if a.study not in allowed:
+        ap.error(f"--study: {a.study!r} has no IL-6 mean over patients with CRS among the fit's studies; "
+                 f"allowed: {', '.join(allowed) or '(none)'}")
+    try:
+        space = ParameterSpace({d: load_card(d).model() for d in drugs}, class_params=meta["class_params"],
+                               drug_params=meta["drug_params"], deviations=meta["deviations"])
+        why = structure_mismatch(space, meta)
+        if why:
+            raise SystemExit(f"error: {why}")
+        flat, unravel = space.flatten(space.init())
+        x = np.asarray(meta["x"], float)
+        if x.shape != np.shape(flat):
+            ap.error(f"--fit: {meta_file} holds {x.size} values for a space of {np.size(flat)} (cards changed?)")
+        theta = unravel(jnp.asarray(x))
+        problem = build_problem(space, targets, patients=meta["patients"], seed=meta["seed"], studies=[a.study],
+                                stratified=meta.get("stratified", False))
+    except (KeyError, TypeError) as e:
+        ap.error(f"--fit: {meta_file} lacks a fit's settings ({type(e).__name__}: {e})")
+    except InputError as e:
+        ap.error(f"--fit: {e}")
     sim = problem.studies[0]
-    if IL6 not in sim.out_names:
-        ap.error(f"--study: {a.study} has no IL-6 target; the fit simulates {', '.join(sim.out_names)} for it")
     if not 1 <= a.dose <= sim.dose_t.size:
         ap.error(f"--dose must lie in 1..{sim.dose_t.size} (the study's doses), got {a.dose}")
     shown = min(max(a.doses, a.dose), sim.dose_t.size)
@@ -104,7 +135,7 @@ def main(argv=None) -> int:
         col = peaks[:, k]
         print(f"{k + 1:4d} {t:6.2f} {np.sum(w * col) / max(np.sum(w), 1e-12):22.2f} {np.median(col[ok]):11.2f} "
               f"{carried_share(col, w, top):17.2f}")
-    p, _ = _params(theta, space, sim, ok.size)
+    p, c = _params(theta, space, sim, ok.size)
     varying = {k: np.asarray(v) for k, v in p.items() if np.ndim(v) and np.ptp(np.asarray(v)) > 0}
     order = np.argsort(-peaks[:, a.dose - 1])[:top]
     table = pd.DataFrame({"patient": order, "weight": w[order]})
@@ -112,6 +143,8 @@ def main(argv=None) -> int:
         table[f"peak{k + 1}"] = peaks[order, k]
     for k in range(shown):
         table[f"p_crs{k + 1}"] = p_any[order, k]
+    table["crs_eta"] = float(c["CRS_OMEGA"]) * np.asarray(sim.z_crs)[order]
+    table["prior_tcr"] = np.asarray(sim.tcr)[order]
     for name, v in varying.items():
         table[name] = v[order]
     medians = {name: float(np.median(v[ok])) for name, v in varying.items()}

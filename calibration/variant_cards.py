@@ -90,6 +90,9 @@ def with_sbcma_tumour_corr(drug: str, text: str) -> str:
     corr.append(("TUMOR0", "STAA0", SBCMA_TUMOUR_CORR))
     line = "correlations = [" + ", ".join(f'["{a}", "{b}", {r}]' for a, b, r in corr) + "]"
     line = f"# {SBCMA_TUMOUR_SOURCE}\n{line}"
+    # a comment that says the card has no correlation at all would now be wrong: keep only its PK meaning
+    text = text.replace("# no covariances were reported (diagonal omega)\n",
+                        "# no PK covariances were reported (diagonal PK omega)\n")
     if re.search(r"^correlations\s*=", text, re.M):
         if len(re.findall(r"^correlations\s*=.*\]\s*$", text, re.M)) != 1:
             raise SystemExit(f"error: models/{drug}.toml: its correlations must be one line to be edited")

@@ -376,16 +376,26 @@ def test_il6_tail_prints_a_fits_patients_and_refuses_a_study_of_another_drug(cal
     fit, _ = calibrated_fit
     write_fit(fit, tmp_path / "fit")
     mod = _script("il6_tail")
+    from qsp.calibrate import load_targets
+
+    # only studies whose IL-6 mean is over patients with CRS: not blinatumomab's individual peaks, not CRS-only
+    assert mod.eligible_studies(load_targets(), ["teclistamab", "elranatamab", "blinatumomab"]) == ["MajesTEC-1"]
     with pytest.raises(SystemExit):
         mod.main(["--fit", str(tmp_path / "fit"), "--study", "MagnetisMM-pooled"])
-    assert "--study" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--study" in err and "allowed: MajesTEC-1" in err
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "params.json").write_text("{not json")
+    with pytest.raises(SystemExit):
+        mod.main(["--fit", str(tmp_path / "broken")])
+    assert "is not a fit's params.json" in capsys.readouterr().err
     assert mod.main(["--fit", str(tmp_path / "fit"), "--top", "2", "--doses", "3"]) == 0
     out = capsys.readouterr().out
     rows = re.findall(r"^\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
     assert [int(r[0]) for r in rows] == [1, 2, 3]
     for _, _, mean, median, share in rows:
         assert float(mean) > 0 and float(median) > 0 and 0 < float(share) <= 1
-    assert "STAA0" in out and "TUMOR0" in out  # the drawn IIV is listed
+    assert "STAA0" in out and "TUMOR0" in out and "crs_eta" in out  # the drawn IIV and the CRS effect are listed
 
 
 def test_priming_probe_refuses_bad_grids_and_cards_without_the_option(calibrated_fit, tmp_path, capsys):
