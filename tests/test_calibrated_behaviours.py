@@ -116,7 +116,7 @@ def test_priming_protects_for_weeks_and_wears_off_after_a_long_pause(calibrated)
 
 @pytest.mark.parametrize("name", ["glofitamab", "epcoritamab", pytest.param("mosunetuzumab", marks=pytest.mark.xfail(
     strict=True, reason="mosunetuzumab's blood B cells are at 19% of baseline 3 weeks after the first dose and its "
-    "tumour at 0.51 of baseline on day 42 (shipped posterior, typical patient). Cause: its CRS data (GO29781, 39% "
+    "tumour at 0.496 of baseline on day 42 (shipped posterior, typical patient; under the 0.5 bar). Cause: its CRS data (GO29781, 39% "
     "any grade) hold its cross-linking gain CHI at 1.5 (glofitamab 2.5, epcoritamab 47), so the 1 and 2 mg step-up "
     "doses engage too few T cells to kill (B cells 97% of baseline on day 14); depletion starts only after the 60 mg "
     "dose on day 14 (8% on day 28). No B-cell target is in data/targets/ to weigh against the CRS data"))])
