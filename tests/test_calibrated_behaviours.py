@@ -129,5 +129,6 @@ def test_cd20_drugs_deplete_b_cells_and_tumour_falls(calibrated, name):
                      covariates=card.covariates())
     b, tu = r["normal_target_cells"], r["tumour_cells"]
     t0 = min(d.time for d in card.regimen().expanded().doses)
-    assert np.interp(t0 + 21, ts, b) < 0.1 * b[0]
-    assert tu[-1] < 0.5 * tu[0]
+    b21, tu42 = float(np.interp(t0 + 21, ts, b) / b[0]), float(tu[-1] / tu[0])
+    assert b21 < 0.1, f"{name}: blood B cells {b21:.3f} of baseline 21 days after the first dose (tumour on day 42: {tu42:.3f})"
+    assert tu42 < 0.5, f"{name}: tumour {tu42:.3f} of baseline on day 42"
